@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from django.utils import timezone
+from rest_framework import serializers
+
+from accounts.models import ApiKey
+from combo.api.serializers import StrictSerializerMixin
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    status = serializers.CharField(read_only=True, help_text="active, expired or revoked")
+
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(StrictSerializerMixin, serializers.Serializer):
+    name = serializers.CharField(max_length=100, allow_blank=False, trim_whitespace=True)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The full key. Shown once, never again.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = ApiKeySerializer.Meta.fields + ["key"]
+        read_only_fields = fields

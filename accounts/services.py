@@ -1,0 +1,129 @@
+"""Writes and authentication for accounts: API keys and bearer credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenBackendExpiredToken, TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts import keys
+from accounts.models import ApiKey, User
+from combo.errors import ComboError, ErrorCode
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    plain_key: str  # shown to the user once, never stored
+
+
+@transaction.atomic
+def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None) -> CreatedApiKey:
+    plain = keys.generate()
+    api_key = ApiKey.objects.create(
+        owner=owner,
+        name=name,
+        prefix=keys.visible_prefix(plain),
+        key_hash=keys.hash_key(plain),
+        expires_at=expires_at,
+    )
+    return CreatedApiKey(api_key=api_key, plain_key=plain)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    if api_key.revoked_at is None:
+        # A conditional update keeps the first revocation time under a race.
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        api_key.refresh_from_db(fields=["revoked_at"])
+    return api_key
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the user, and the API key when one was used (else a JWT)."""
+
+    user: User
+    api_key: ApiKey | None
+
+    @property
+    def kind(self) -> str:
+        return "api_key" if self.api_key else "jwt"
+
+
+def _touch_last_used(api_key: ApiKey) -> None:
+    # Not a write per request: at most one per key per resolution window.
+    now = timezone.now()
+    window = settings.API_KEY_LAST_USED_RESOLUTION
+    if api_key.last_used_at is None or now - api_key.last_used_at >= window:
+        ApiKey.objects.filter(pk=api_key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - window)
+        ).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+def authenticate_api_key(plain: str) -> Principal:
+    if not keys.is_well_formed(plain):
+        raise ComboError(ErrorCode.CREDENTIAL_INVALID, "The API key is malformed or mistyped.")
+    api_key = (
+        ApiKey.objects.select_related("owner").filter(prefix=keys.visible_prefix(plain)).first()
+    )
+    if api_key is None or not keys.matches(plain, api_key.key_hash):
+        raise ComboError(ErrorCode.CREDENTIAL_INVALID, "The API key is not valid.")
+    if api_key.revoked_at is not None:
+        raise ComboError(ErrorCode.CREDENTIAL_REVOKED)
+    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+        raise ComboError(ErrorCode.CREDENTIAL_EXPIRED, "The API key has expired.")
+    if not api_key.owner.is_active:
+        raise ComboError(ErrorCode.CREDENTIAL_INVALID, "The API key's owner is deactivated.")
+    _touch_last_used(api_key)
+    return Principal(user=api_key.owner, api_key=api_key)
+
+
+def authenticate_jwt(raw: str) -> Principal:
+    try:
+        token = AccessToken(raw)
+    except TokenError as exc:
+        if isinstance(exc.__cause__, TokenBackendExpiredToken) or "expired" in str(exc).lower():
+            raise ComboError(ErrorCode.CREDENTIAL_EXPIRED, "The access token has expired; refresh it.") from None
+        raise ComboError(ErrorCode.CREDENTIAL_INVALID, "The access token is not valid.") from None
+    user_id = token.get(jwt_settings.USER_ID_CLAIM)
+    user = User.objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first() if user_id else None
+    if user is None or not user.is_active:
+        raise ComboError(ErrorCode.CREDENTIAL_INVALID, "The access token's user does not exist.")
+    return Principal(user=user, api_key=None)
+
+
+def authenticate_bearer(header: str | None) -> Principal | None:
+    """The one reading of `Authorization: Bearer ...` (DRF and the stream path share it).
+
+    None when no header was sent; ComboError for anything sent but not valid.
+    """
+    if header is None or header == "":
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value or " " in value:
+        raise ComboError(
+            ErrorCode.CREDENTIAL_INVALID, "Send the credential as 'Authorization: Bearer <key or token>'."
+        )
+    if value.startswith(keys.KEY_PREFIX):
+        return authenticate_api_key(value)
+    return authenticate_jwt(value)
+
+
+def user_create(*, username: str, password: str | None = None, email: str = "", is_staff: bool = False) -> User:
+    user = User(username=username, email=email, is_staff=is_staff)
+    if password:
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.full_clean(exclude=["password"])
+    user.save()
+    return user

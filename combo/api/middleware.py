@@ -1,0 +1,94 @@
+"""Request ids and the envelope for responses that never reached a DRF view.
+
+Unknown /v1 paths (Django's 404), oversized bodies and unexpected exceptions in
+non-DRF views still answer with the envelope, so a client never parses HTML.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from django.conf import settings
+from django.utils.deprecation import MiddlewareMixin
+
+from combo.api.envelope import error_response
+from combo.errors import ErrorCode
+
+logger = logging.getLogger("combo.api")
+
+# A client's own id is echoed only when it is short and plain, so it cannot
+# inject anything into logs or headers.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+def new_request_id(incoming: str | None) -> str:
+    if incoming and _SANE_REQUEST_ID.match(incoming):
+        return incoming
+    return f"req_{uuid.uuid4().hex}"
+
+
+def is_api_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+class RequestIdMiddleware(MiddlewareMixin):
+    def process_request(self, request):
+        request.request_id = new_request_id(request.headers.get("X-Request-Id"))
+
+    def process_response(self, request, response):
+        response["X-Request-Id"] = getattr(request, "request_id", "")
+        return response
+
+
+class ApiEnvelopeMiddleware(MiddlewareMixin):
+    """Envelope for /v1 answers produced outside DRF (URL resolver, size limits, crashes)."""
+
+    _EXEMPT = ("/v1/openapi.json", "/v1/docs")
+
+    def process_request(self, request):
+        if not is_api_path(request.path):
+            return None
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        content_type = request.META.get("CONTENT_TYPE", "")
+        try:
+            size = int(length)
+        except ValueError:
+            return error_response(request, ErrorCode.BAD_REQUEST, "Content-Length is not a number.")
+        # Multipart uploads are capped by their own endpoint; JSON bodies here.
+        if not content_type.startswith("multipart/") and size > settings.API_MAX_JSON_BYTES:
+            return error_response(
+                request,
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                f"The request body is {size} bytes; the limit is {settings.API_MAX_JSON_BYTES}.",
+            )
+        return None
+
+    def process_response(self, request, response):
+        if not is_api_path(request.path) or request.path.startswith(self._EXEMPT):
+            return response
+        content_type = response.get("Content-Type", "")
+        if response.status_code >= 400 and not content_type.startswith("application/json"):
+            error = {
+                404: ErrorCode.NOT_FOUND,
+                405: ErrorCode.METHOD_NOT_ALLOWED,
+                413: ErrorCode.PAYLOAD_TOO_LARGE,
+                400: ErrorCode.BAD_REQUEST,
+                403: ErrorCode.FORBIDDEN,
+            }.get(response.status_code, ErrorCode.INTERNAL_ERROR)
+            message = None
+            if error is ErrorCode.NOT_FOUND:
+                message = f"No endpoint at {request.path}."
+            new = error_response(request, error, message)
+            for header in ("Allow", "Retry-After"):
+                if header in response:
+                    new[header] = response[header]
+            return new
+        return response
+
+    def process_exception(self, request, exception):
+        if not is_api_path(request.path):
+            return None
+        logger.exception("unhandled error in %s", request.path, exc_info=exception)
+        return error_response(request, ErrorCode.INTERNAL_ERROR)

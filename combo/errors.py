@@ -1,0 +1,136 @@
+"""The one table of Combo's error codes.
+
+Every error envelope, the OpenAPI document and the README read from here.
+A code, once published, never changes meaning; retired codes stay listed.
+
+Classes (API.md): 0 success, 1xxxx client, 2xxxx server, 3xxxx upstream.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: int
+    status: int
+    slug: str
+    message: str
+
+
+class ErrorCode(enum.Enum):
+    # --- 1xxxx: the request is at fault -------------------------------------
+    VALIDATION_FAILED = ErrorInfo(10001, 400, "validation_failed", "Some fields are invalid.")
+    MALFORMED_BODY = ErrorInfo(10002, 400, "malformed_body", "The request body is not valid JSON.")
+    UNSUPPORTED_MEDIA_TYPE = ErrorInfo(10003, 415, "unsupported_media_type", "Unsupported Content-Type.")
+    BAD_REQUEST = ErrorInfo(10004, 400, "bad_request", "The request is not valid.")
+    UNAUTHENTICATED = ErrorInfo(10010, 401, "unauthenticated", "Authentication credentials were not provided.")
+    CREDENTIAL_INVALID = ErrorInfo(10011, 401, "credential_invalid", "The credential is not valid.")
+    CREDENTIAL_REVOKED = ErrorInfo(10012, 401, "credential_revoked", "The API key has been revoked.")
+    CREDENTIAL_EXPIRED = ErrorInfo(10013, 401, "credential_expired", "The credential has expired.")
+    LOGIN_FAILED = ErrorInfo(10014, 401, "login_failed", "The username or password is wrong.")
+    FORBIDDEN = ErrorInfo(10030, 403, "forbidden", "You do not have permission to do this.")
+    JWT_REQUIRED = ErrorInfo(10031, 403, "jwt_required", "This operation needs a signed-in user (JWT), not an API key.")
+    NOT_FOUND = ErrorInfo(10040, 404, "not_found", "Not found.")
+    METHOD_NOT_ALLOWED = ErrorInfo(10050, 405, "method_not_allowed", "Method not allowed.")
+    NOT_ACCEPTABLE = ErrorInfo(10051, 406, "not_acceptable", "Cannot satisfy the Accept header.")
+    CONFLICT = ErrorInfo(10060, 409, "conflict", "The request conflicts with the current state.")
+    PAYLOAD_TOO_LARGE = ErrorInfo(10070, 413, "payload_too_large", "The request body is too large.")
+    RATE_LIMITED = ErrorInfo(10090, 429, "rate_limited", "Too many requests.")
+    # Files (knowledge)
+    FILE_EMPTY = ErrorInfo(10120, 400, "file_empty", "The file is empty.")
+    FILE_TYPE_UNSUPPORTED = ErrorInfo(10121, 415, "file_type_unsupported", "This kind of file is not supported.")
+    FILE_CONTENT_MISMATCH = ErrorInfo(10122, 400, "file_content_mismatch", "The file's content does not match its name.")
+    FILE_TOO_LARGE = ErrorInfo(10123, 413, "file_too_large", "The file is over the size limit.")
+    FILE_MISSING = ErrorInfo(10124, 400, "file_missing", "No file was sent in the 'file' field.")
+    # Webhooks (inbound callbacks)
+    SIGNATURE_MISSING = ErrorInfo(10140, 401, "signature_missing", "The X-Combo-Signature header is missing.")
+    SIGNATURE_MALFORMED = ErrorInfo(10141, 400, "signature_malformed", "The X-Combo-Signature header is malformed.")
+    SIGNATURE_MISMATCH = ErrorInfo(10142, 401, "signature_mismatch", "The signature does not match the body.")
+    SIGNATURE_TIMESTAMP_OUT_OF_WINDOW = ErrorInfo(
+        10143, 401, "signature_timestamp_out_of_window", "The signature timestamp is too old or in the future."
+    )
+    SIGNATURE_TIMESTAMP_REQUIRED = ErrorInfo(
+        10144, 401, "signature_timestamp_required", "This webhook requires the timestamped signature form."
+    )
+    WEBHOOK_DISABLED = ErrorInfo(10145, 403, "webhook_disabled", "This webhook is disabled.")
+    EVENT_NOT_JSON = ErrorInfo(10146, 400, "event_not_json", "The event body is not a JSON object.")
+    CALLBACK_URL_REFUSED = ErrorInfo(10147, 400, "callback_url_refused", "The callback URL points to a refused address.")
+    # --- 2xxxx: Combo is at fault ------------------------------------------
+    INTERNAL_ERROR = ErrorInfo(20001, 500, "internal_error", "Something went wrong on our side.")
+    SERVICE_UNAVAILABLE = ErrorInfo(20002, 503, "service_unavailable", "A dependency of this service is down.")
+    RATE_LIMIT_BACKEND_DOWN = ErrorInfo(20003, 503, "rate_limit_backend_down", "The rate-limit store is unavailable.")
+    SHUTTING_DOWN = ErrorInfo(20004, 503, "shutting_down", "The server is shutting down; the answer was interrupted.")
+    # --- 3xxxx: an upstream (LLM provider, external API) is at fault --------
+    UPSTREAM_ERROR = ErrorInfo(30001, 502, "upstream_error", "The language model provider returned an error.")
+    UPSTREAM_TIMEOUT = ErrorInfo(30002, 504, "upstream_timeout", "The language model provider did not answer in time.")
+    UPSTREAM_RATE_LIMITED = ErrorInfo(
+        30003, 503, "upstream_rate_limited", "The language model provider is rate limiting requests."
+    )
+    UPSTREAM_UNAVAILABLE = ErrorInfo(
+        30004, 503, "upstream_unavailable", "The language model provider could not be reached."
+    )
+    UPSTREAM_AUTH_FAILED = ErrorInfo(
+        30005, 502, "upstream_auth_failed", "The language model provider refused Combo's credentials."
+    )
+    UPSTREAM_BAD_RESPONSE = ErrorInfo(
+        30006, 502, "upstream_bad_response", "The language model provider sent a malformed or truncated answer."
+    )
+
+    @property
+    def code(self) -> int:
+        return self.value.code
+
+    @property
+    def status(self) -> int:
+        return self.value.status
+
+    @property
+    def slug(self) -> str:
+        return self.value.slug
+
+    @property
+    def default_message(self) -> str:
+        return self.value.message
+
+    @classmethod
+    def by_code(cls, code: int) -> "ErrorCode":
+        for member in cls:
+            if member.code == code:
+                return member
+        raise KeyError(code)
+
+
+class ComboError(Exception):
+    """A domain error that maps to one envelope; raise it from services and views."""
+
+    def __init__(
+        self,
+        error: ErrorCode,
+        message: str | None = None,
+        *,
+        errors: dict | None = None,
+        extra: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.error = error
+        self.message = message or error.default_message
+        self.errors = errors
+        self.extra = extra or {}
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+def markdown_table() -> str:
+    """The table as Markdown, for the OpenAPI description and the README."""
+    lines = ["| code | HTTP | name | meaning |", "|---|---|---|---|"]
+    for member in ErrorCode:
+        info = member.value
+        lines.append(f"| {info.code} | {info.status} | `{info.slug}` | {info.message} |")
+    return "\n".join(lines)
+
+
+# Codes must be unique: a duplicate would silently alias in by_code().
+assert len({m.code for m in ErrorCode}) == len(ErrorCode), "duplicate error code"

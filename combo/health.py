@@ -1,0 +1,114 @@
+"""GET /v1/health: is the database, the cache and the channel layer answering?"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from combo.api.envelope import error_body
+from combo.errors import ErrorCode
+
+logger = logging.getLogger("combo.health")
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_cache() -> None:
+    key = f"health:{uuid.uuid4().hex}"
+    cache.set(key, "1", 5)
+    if cache.get(key) != "1":
+        raise RuntimeError("cache did not return what was written")
+    cache.delete(key)
+
+
+def _check_channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer configured")
+
+    async def roundtrip():
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "health.ping"})
+        message = await layer.receive(channel)
+        if message.get("type") != "health.ping":
+            raise RuntimeError("channel layer returned a different message")
+
+    async_to_sync(roundtrip)()
+
+
+CHECKS = {"database": _check_database, "cache": _check_cache, "channel_layer": _check_channel_layer}
+
+
+def run_checks() -> dict[str, dict]:
+    results = {}
+    for name, check in CHECKS.items():
+        started = time.perf_counter()
+        try:
+            check()
+            results[name] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        except Exception as exc:  # a health check reports every failure, whatever its kind
+            logger.warning("health check %s failed: %s", name, type(exc).__name__)
+            results[name] = {"ok": False, "error": type(exc).__name__}
+    return results
+
+
+_CheckSerializer = inline_serializer(
+    "HealthCheck",
+    {
+        "ok": serializers.BooleanField(),
+        "latency_ms": serializers.FloatField(required=False),
+        "error": serializers.CharField(required=False),
+    },
+)
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="health",
+        responses={
+            200: inline_serializer(
+                "Health",
+                {
+                    "status": serializers.CharField(),
+                    "database_vendor": serializers.CharField(),
+                    "checks": inline_serializer(
+                        "HealthChecks",
+                        {name: _CheckSerializer for name in CHECKS},
+                    ),
+                },
+            )
+        },
+        auth=[],
+    )
+    def get(self, request):
+        """Reports the database, the cache and the channel layer; 503 when one is down."""
+        checks = run_checks()
+        data = {
+            "status": "ok" if all(c["ok"] for c in checks.values()) else "degraded",
+            "database_vendor": connection.vendor,
+            "checks": checks,
+        }
+        if data["status"] == "ok":
+            return Response(data)
+        body = error_body(ErrorCode.SERVICE_UNAVAILABLE, "A dependency is down.", request.request_id, extra=data)
+        response = Response(body, status=503)
+        response.combo_envelope = True
+        return response

@@ -1,0 +1,22 @@
+"""Root URLs: the /v1 API, the OpenAPI document and docs, the console and admin."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
+
+from combo.health import HealthView
+
+v1 = [
+    path("health", HealthView.as_view(), name="health"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="openapi"), name="docs"),
+    path("", include("accounts.urls")),
+    path("combo/", include("agents.urls")),
+    path("integrations/", include("integrations.urls")),
+]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    path("admin/", admin.site.urls),
+    path("", include("combo.console_urls")),
+]
