@@ -247,3 +247,16 @@ LOGGING = {
         "django.request": {"level": "ERROR", "handlers": ["console"], "propagate": False},
     },
 }
+
+# --- Agents and LLM providers ----------------------------------------------
+# With COMBO_LLM_BASE_URL set, the OpenAI-compatible provider "openai" is the
+# default; without it, the built-in offline provider answers (no network needed).
+COMBO_LLM_BASE_URL = envstr("COMBO_LLM_BASE_URL") or None
+COMBO_LLM_API_KEY = envsecret("COMBO_LLM_API_KEY")
+COMBO_LLM_MODEL = envstr("COMBO_LLM_MODEL", "gpt-4o-mini")
+COMBO_LLM_TIMEOUT = envfloat("COMBO_LLM_TIMEOUT", 60.0)
+COMBO_MAX_QUESTION_CHARS = envint("COMBO_MAX_QUESTION_CHARS", 8000, minimum=1)
+# Characters of recent session history put in the prompt, newest first.
+COMBO_PROMPT_HISTORY_CHARS = envint("COMBO_PROMPT_HISTORY_CHARS", 8000, minimum=0)
+# SSE comment heartbeat while the upstream is silent (proxies drop idle streams).
+COMBO_SSE_HEARTBEAT_SECONDS = envfloat("COMBO_SSE_HEARTBEAT_SECONDS", 15.0)

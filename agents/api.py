@@ -1,0 +1,162 @@
+"""/v1/combo/...: agents, their sessions, and the completions endpoint's schema."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import RetrieveModelMixin
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents import services
+from agents.models import Agent, Message, Session
+from agents.serializers import (
+    AgentSerializer,
+    CompletionRequestSerializer,
+    CompletionResultSerializer,
+    MessageSerializer,
+    SessionDetailSerializer,
+    SessionSerializer,
+)
+from combo.api.pagination import OldestFirstCursorPagination
+from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin, OwnedReadCreateDeleteViewSet
+
+
+class AgentViewSet(OwnedModelViewSet):
+    """Agents: a name, instructions (the system prompt), an LLM choice and an opening message."""
+
+    queryset = Agent.objects.all()
+    serializer_class = AgentSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = services.agent_create(owner=self.request.user, **serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.agent_update(agent=serializer.instance, **serializer.validated_data)
+
+
+def session_detail(request, session: Session) -> dict:
+    """A session with one page of its messages, oldest first."""
+    paginator = OldestFirstCursorPagination()
+    page = paginator.paginate_queryset(Message.objects.filter(session=session), request)
+    data = SessionSerializer(session).data
+    data["messages"] = {
+        "items": MessageSerializer(page, many=True).data,
+        "next_cursor": paginator.get_next_link(),
+    }
+    return data
+
+
+_MESSAGE_PAGE_PARAMS = [
+    OpenApiParameter("limit", int, description="Messages per page (default 20, at most 100)."),
+    OpenApiParameter("cursor", str, description="The `messages.next_cursor` of the previous page."),
+]
+
+
+class AgentSessionViewSet(OwnedReadCreateDeleteViewSet):
+    """Sessions of one agent. Reading a session returns its messages, oldest first."""
+
+    queryset = Session.objects.all()
+    serializer_class = SessionSerializer
+
+    def get_agent(self) -> Agent:
+        return get_object_or_404(Agent.objects.filter(owner=self.request.user), id=self.kwargs["agent_id"])
+
+    def get_queryset(self):
+        return super().get_queryset().filter(agent_id=self.kwargs["agent_id"])
+
+    def _check_agent_id(self):
+        import uuid
+
+        from django.http import Http404
+
+        try:
+            uuid.UUID(str(self.kwargs["agent_id"]))
+        except ValueError:
+            raise Http404 from None
+
+    def list(self, request, *args, **kwargs):
+        self._check_agent_id()
+        self.get_agent()
+        return super().list(request, *args, **kwargs)
+
+    def create(self, request, *args, **kwargs):
+        self._check_agent_id()
+        agent = self.get_agent()
+        serializer = SessionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        session = services.session_create(agent=agent, owner=request.user, **serializer.validated_data)
+        return Response(SessionSerializer(session).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: SessionDetailSerializer}, parameters=_MESSAGE_PAGE_PARAMS)
+    def retrieve(self, request, *args, **kwargs):
+        self._check_agent_id()
+        return Response(session_detail(request, self.get_object()))
+
+
+class SessionView(OwnedQuerysetMixin, RetrieveModelMixin, GenericAPIView):
+    """A session by its id alone, with its agent_id and messages (the SDK's quick sample uses it)."""
+
+    queryset = Session.objects.all()
+    serializer_class = SessionDetailSerializer
+    lookup_url_kwarg = "id"
+
+    @extend_schema(operation_id="combo_sessions_retrieve", parameters=_MESSAGE_PAGE_PARAMS)
+    def get(self, request, *args, **kwargs):
+        return Response(session_detail(request, self.get_object()))
+
+
+_SSE_DESCRIPTION = """With `"stream": true` the answer is `text/event-stream`:
+
+```
+event: message
+data: {"type": "message", "answer": "<delta>", "reference": []}
+
+event: message
+data: {"type": "message", "answer": "<last delta>", "reference": [{"id": "...", "file_id": "...", "file_name": "...", "content": "...", "score": 1.2, "position": {"page": 3}}]}
+
+event: done
+data: {"type": "done", "session_id": "...", "message_id": "...", "usage": {...}}
+```
+
+Concatenating every `answer` gives the full answer; `reference` is complete on the last
+`message` event. A failure after the stream started is `event: error` whose data is the
+error envelope, then `event: done`. A comment line (`: keep-alive`) is sent while the
+model is silent. Errors found before streaming are ordinary JSON envelopes.
+"""
+
+
+class CompletionsSchemaView(APIView):
+    """Documents POST /v1/combo/agents/{agent_id}/completions for the OpenAPI document.
+
+    Requests are served by agents.streaming (an async handler); this class only
+    carries the schema, since drf-spectacular reads DRF views.
+    """
+
+    extra_error_statuses = ["502", "503", "504"]
+
+    @extend_schema(
+        operation_id="combo_agents_completions_create",
+        summary="Ask the agent a question",
+        description=_SSE_DESCRIPTION,
+        request=CompletionRequestSerializer,
+        responses={
+            (200, "application/json"): CompletionResultSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                response=OpenApiTypes.STR, description="Server-Sent Events when stream is true."
+            ),
+        },
+        examples=[
+            OpenApiExample(
+                "Ask",
+                value={"question": "hello", "session_id": "1f0c3a4e-1d2b-4c5d-8e9f-0a1b2c3d4e5f", "stream": False},
+                request_only=True,
+            )
+        ],
+        tags=["combo"],
+    )
+    def post(self, request, agent_id):  # pragma: no cover - never routed
+        raise NotImplementedError

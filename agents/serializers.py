@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from agents.models import Agent, Message, Session
+from combo.api.serializers import StrictSerializerMixin
+
+
+class LLMChoiceSerializer(StrictSerializerMixin, serializers.Serializer):
+    provider = serializers.CharField(
+        source="llm_provider", max_length=50, required=False, allow_blank=True,
+        help_text="A provider configured for this deployment; empty for the default (see GET /v1/combo/providers).",
+    )
+    model = serializers.CharField(
+        source="llm_model", max_length=200, required=False, allow_blank=True,
+        help_text="The model name at the provider; empty for the provider's default.",
+    )
+    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False, allow_null=True)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=200_000, required=False, allow_null=True)
+
+    def validate_provider(self, value):
+        from agents.llm_config import provider_names
+
+        if value and value not in provider_names():
+            raise serializers.ValidationError(
+                f"Unknown provider {value!r}; configured: {', '.join(provider_names())}."
+            )
+        return value
+
+
+class AgentSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+    llm = LLMChoiceSerializer(source="*", required=False)
+    instructions = serializers.CharField(
+        required=False, allow_blank=True, max_length=20000, help_text="The system prompt."
+    )
+
+    class Meta:
+        model = Agent
+        fields = ["id", "name", "description", "instructions", "opening_message", "llm", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {
+            "description": {"max_length": 2000},
+            "opening_message": {"max_length": 2000},
+        }
+
+
+class SessionSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+    agent_id = serializers.UUIDField(read_only=True)
+
+    class Meta:
+        model = Session
+        fields = ["id", "agent_id", "title", "created_at", "updated_at"]
+        read_only_fields = ["id", "agent_id", "created_at", "updated_at"]
+
+
+class ReferenceSerializer(serializers.Serializer):
+    """One passage an answer rests on (API.md, Streaming completions)."""
+
+    id = serializers.CharField()
+    file_id = serializers.CharField()
+    file_name = serializers.CharField()
+    content = serializers.CharField()
+    score = serializers.FloatField(help_text="Higher is better; comparable within one answer.")
+    position = serializers.DictField(allow_null=True, help_text='e.g. {"page": 3} or {"heading": "Setup"}, or null.')
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    reference = ReferenceSerializer(source="references", many=True, read_only=True)
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id", "role", "content", "reference", "status", "error", "prompt_tokens", "completion_tokens",
+            "latency_ms", "created_at", "completed_at",
+        ]
+        read_only_fields = fields
+
+    def get_error(self, message) -> dict | None:
+        if message.error_code is None:
+            return None
+        return {"code": message.error_code, "message": message.error_message}
+
+
+class MessagePageSerializer(serializers.Serializer):
+    items = MessageSerializer(many=True)
+    next_cursor = serializers.CharField(allow_null=True)
+
+
+class SessionDetailSerializer(SessionSerializer):
+    messages = MessagePageSerializer(read_only=True, help_text="Oldest first; page with ?limit= and ?cursor=.")
+
+    class Meta(SessionSerializer.Meta):
+        fields = SessionSerializer.Meta.fields + ["messages"]
+        read_only_fields = fields
+
+
+class CompletionRequestSerializer(StrictSerializerMixin, serializers.Serializer):
+    question = serializers.CharField(
+        max_length=settings.COMBO_MAX_QUESTION_CHARS, allow_blank=False, trim_whitespace=True
+    )
+    session_id = serializers.UUIDField(required=False, allow_null=True, help_text="Omit to start a new session.")
+    stream = serializers.BooleanField(required=False, default=False)
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(allow_null=True)
+    completion_tokens = serializers.IntegerField(allow_null=True)
+
+
+class CompletionResultSerializer(serializers.Serializer):
+    answer = serializers.CharField()
+    reference = ReferenceSerializer(many=True)
+    session_id = serializers.UUIDField()
+    message_id = serializers.UUIDField()
+    usage = UsageSerializer(allow_null=True)
