@@ -1,0 +1,162 @@
+"""Agents and sessions over the REST API (Django test client, real URLconf)."""
+
+from __future__ import annotations
+
+import uuid
+
+from agents.models import Agent, Message, Session
+
+
+def make_agent(api, actor, **fields) -> dict:
+    body = {"name": "Reviewer", "instructions": "You review pull requests.", **fields}
+    status, envelope, _ = api.post("/v1/combo/agents", body, auth=actor.key_auth)
+    assert status == 201, envelope
+    return envelope["data"]
+
+
+def test_it_creates_an_agent_with_its_llm_choice(api, alice):
+    data = make_agent(api, alice, llm={"provider": "builtin", "model": "m1", "temperature": 0.3, "max_tokens": 256})
+    stored = Agent.objects.get(id=data["id"])
+    assert stored.owner == alice.user
+    assert (stored.llm_provider, stored.llm_model, stored.temperature, stored.max_tokens) == ("builtin", "m1", 0.3, 256)
+    assert data["llm"] == {"provider": "builtin", "model": "m1", "temperature": 0.3, "max_tokens": 256}
+
+
+def test_it_rejects_an_unknown_provider_and_stores_nothing(api, alice):
+    status, body, _ = api.post("/v1/combo/agents", {"name": "x", "llm": {"provider": "nope"}}, auth=alice.key_auth)
+    assert status == 400 and body["code"] == 10001
+    assert "provider" in body["data"]["errors"]["llm"]
+    assert not Agent.objects.exists()
+
+
+def test_it_rejects_unknown_fields_and_overlong_names(api, alice):
+    status, body, _ = api.post("/v1/combo/agents", {"name": "x", "colour": "red"}, auth=alice.key_auth)
+    assert status == 400 and body["data"]["errors"] == {"colour": ["Unknown field."]}
+    status, body, _ = api.post("/v1/combo/agents", {"name": "x" * 101}, auth=alice.key_auth)
+    assert status == 400 and "name" in body["data"]["errors"]
+    assert not Agent.objects.exists()
+
+
+def test_it_updates_part_of_an_agent(api, alice):
+    agent = make_agent(api, alice)
+    status, body, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"llm": {"temperature": 1.5}}, auth=alice.key_auth)
+    assert status == 200 and body["data"]["llm"]["temperature"] == 1.5
+    assert body["data"]["instructions"] == "You review pull requests."
+    assert Agent.objects.get(id=agent["id"]).temperature == 1.5
+
+
+def test_bob_cannot_see_or_touch_alices_agent(api, alice, bob):
+    agent = make_agent(api, alice)
+    for method in ("get", "patch", "delete"):
+        status, body, _ = api.call(method, f"/v1/combo/agents/{agent['id']}", {} if method == "patch" else None,
+                                   auth=bob.key_auth)
+        missing_status, missing, _ = api.call(method, f"/v1/combo/agents/{uuid.uuid4()}",
+                                              {} if method == "patch" else None, auth=bob.key_auth)
+        assert (status, body["code"], body["message"]) == (missing_status, missing["code"], missing["message"]) == (
+            404, 10040, missing["message"])
+    status, body, _ = api.get("/v1/combo/agents", auth=bob.key_auth)
+    assert body["data"]["items"] == []
+    assert Agent.objects.filter(id=agent["id"]).exists()
+
+
+def test_it_pages_agents_newest_first_with_a_cursor(api, alice):
+    ids = [make_agent(api, alice, name=f"a{i}")["id"] for i in range(5)]
+    seen, cursor = [], None
+    while True:
+        path = "/v1/combo/agents?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        status, body, _ = api.get(path, auth=alice.key_auth)
+        assert status == 200 and len(body["data"]["items"]) <= 2
+        seen += [item["id"] for item in body["data"]["items"]]
+        cursor = body["data"]["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+
+
+def test_a_new_session_starts_with_the_opening_message(api, alice):
+    agent = make_agent(api, alice, opening_message="Hi! Send me a PR.")
+    status, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/sessions", {"title": "PR 42"}, auth=alice.key_auth)
+    assert status == 201 and body["data"]["agent_id"] == agent["id"] and body["data"]["title"] == "PR 42"
+    session_id = body["data"]["id"]
+    status, body, _ = api.get(f"/v1/combo/agents/{agent['id']}/sessions/{session_id}", auth=alice.key_auth)
+    messages = body["data"]["messages"]["items"]
+    assert [(m["role"], m["content"], m["status"]) for m in messages] == [("assistant", "Hi! Send me a PR.", "complete")]
+    status, top, _ = api.get(f"/v1/combo/sessions/{session_id}", auth=alice.key_auth)
+    assert status == 200 and top["data"]["agent_id"] == agent["id"] and top["data"]["messages"] == body["data"]["messages"]
+
+
+def test_session_messages_page_oldest_first(api, alice):
+    agent = make_agent(api, alice)
+    session = Session.objects.create(agent_id=agent["id"], owner=alice.user)
+    for i in range(5):
+        Message.objects.create(session=session, role="user", content=f"q{i}")
+    status, body, _ = api.get(f"/v1/combo/sessions/{session.id}?limit=3", auth=alice.key_auth)
+    page = body["data"]["messages"]
+    assert [m["content"] for m in page["items"]] == ["q0", "q1", "q2"]
+    status, body, _ = api.get(f"/v1/combo/sessions/{session.id}?limit=3&cursor={page['next_cursor']}",
+                              auth=alice.key_auth)
+    assert [m["content"] for m in body["data"]["messages"]["items"]] == ["q3", "q4"]
+    assert body["data"]["messages"]["next_cursor"] is None
+
+
+def test_sessions_are_scoped_to_their_agent_and_owner(api, alice, bob):
+    agent = make_agent(api, alice)
+    other = make_agent(api, alice, name="Other")
+    _, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/sessions", {}, auth=alice.key_auth)
+    session_id = body["data"]["id"]
+    assert api.get(f"/v1/combo/agents/{other['id']}/sessions/{session_id}", auth=alice.key_auth)[0] == 404
+    assert api.get(f"/v1/combo/sessions/{session_id}", auth=bob.key_auth)[0] == 404
+    assert api.post(f"/v1/combo/agents/{agent['id']}/sessions", {}, auth=bob.key_auth)[0] == 404
+    assert api.get(f"/v1/combo/agents/{agent['id']}/sessions", auth=bob.key_auth)[0] == 404
+    assert api.get("/v1/combo/agents/not-a-uuid/sessions", auth=alice.key_auth)[0] == 404
+    status, body, _ = api.delete(f"/v1/combo/agents/{agent['id']}/sessions/{session_id}", auth=alice.key_auth)
+    assert status == 204 and not Session.objects.filter(id=session_id).exists()
+
+
+def test_it_answers_without_streaming_through_the_test_client(api, alice):
+    agent = make_agent(api, alice)
+    status, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/completions", {"question": "What do you do?"},
+                               auth=alice.key_auth)
+    assert status == 200, body
+    data = body["data"]
+    assert data["answer"].startswith("No language model is configured")
+    assert "What do you do?" in data["answer"] and data["reference"] == []
+    session = Session.objects.get(id=data["session_id"])
+    stored = list(session.messages.order_by("created_at").values_list("role", "content", "status"))
+    assert stored == [("user", "What do you do?", "complete"), ("assistant", data["answer"], "complete")]
+
+
+def test_completion_validation_errors_write_nothing(api, alice):
+    agent = make_agent(api, alice)
+    url = f"/v1/combo/agents/{agent['id']}/completions"
+    cases = [
+        ({"question": ""}, 10001, "question"),
+        ({"question": "x" * 8001}, 10001, "question"),
+        ({"question": "hi", "stream": "maybe"}, 10001, "stream"),
+        ({"question": "hi", "session_id": "nope"}, 10001, "session_id"),
+        ({"question": "hi", "extra": 1}, 10001, "extra"),
+    ]
+    for body, code, field in cases:
+        status, envelope, _ = api.post(url, body, auth=alice.key_auth)
+        assert (status, envelope["code"]) == (400, code)
+        assert field in envelope["data"]["errors"]
+    status, envelope, _ = api.call("POST", url, raw=b"{not json", auth=alice.key_auth)
+    assert (status, envelope["code"]) == (400, 10002)
+    status, envelope, _ = api.call("POST", url, raw=b"[1]", auth=alice.key_auth)
+    assert (status, envelope["code"]) == (400, 10002)
+    assert not Session.objects.exists() and not Message.objects.exists()
+
+
+def test_completion_refuses_other_owners_and_foreign_sessions(api, alice, bob):
+    agent = make_agent(api, alice)
+    other = make_agent(api, alice, name="Other")
+    _, body, _ = api.post(f"/v1/combo/agents/{other['id']}/sessions", {}, auth=alice.key_auth)
+    foreign_session = body["data"]["id"]
+    status, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/completions",
+                               {"question": "hi", "session_id": foreign_session}, auth=alice.key_auth)
+    assert (status, body["code"]) == (404, 10040)
+    status, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/completions", {"question": "hi"}, auth=bob.key_auth)
+    assert (status, body["code"]) == (404, 10040)
+    status, body, response = api.post(f"/v1/combo/agents/{agent['id']}/completions", {"question": "hi"})
+    assert (status, body["code"]) == (401, 10010) and "Bearer" in response["WWW-Authenticate"]
+    assert Message.objects.count() == 0
