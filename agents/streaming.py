@@ -29,6 +29,7 @@ from agents.completions import END, CompletionRun, Prepared, completion_prepare
 from agents.serializers import CompletionRequestSerializer
 from combo.api.envelope import error_body, success
 from combo.api.exceptions import _classify
+from combo import shutdown
 from combo.api.middleware import new_request_id
 from combo.errors import ComboError, ErrorCode
 
@@ -93,6 +94,12 @@ async def handle_completion(
 ) -> Reply:
     if method != "POST":
         return _error_reply(ComboError(ErrorCode.METHOD_NOT_ALLOWED), request_id, {"Allow": "POST"})
+    if shutdown.draining:
+        return _error_reply(
+            ComboError(ErrorCode.SHUTTING_DOWN, "This server process is shutting down; retry the request."),
+            request_id,
+            {"Retry-After": "1"},
+        )
     content_type = headers.get("content-type", "")
     if body.strip() and not content_type.startswith("application/json"):
         return _error_reply(

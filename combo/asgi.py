@@ -17,3 +17,8 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from combo.routing import http_application  # noqa: E402
 
 application = ProtocolTypeRouter({"http": http_application(django_asgi_app)})
+
+from combo import shutdown  # noqa: E402
+
+if shutdown.running_under_daphne():
+    shutdown.install()

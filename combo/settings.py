@@ -260,3 +260,10 @@ COMBO_MAX_QUESTION_CHARS = envint("COMBO_MAX_QUESTION_CHARS", 8000, minimum=1)
 COMBO_PROMPT_HISTORY_CHARS = envint("COMBO_PROMPT_HISTORY_CHARS", 8000, minimum=0)
 # SSE comment heartbeat while the upstream is silent (proxies drop idle streams).
 COMBO_SSE_HEARTBEAT_SECONDS = envfloat("COMBO_SSE_HEARTBEAT_SECONDS", 15.0)
+
+# --- Operations -------------------------------------------------------------
+# On SIGTERM, running answers get this long to finish before they are interrupted.
+COMBO_SHUTDOWN_GRACE_SECONDS = envfloat("COMBO_SHUTDOWN_GRACE_SECONDS", 10.0)
+# An answer still in_progress after this long belongs to a process that died.
+COMBO_REAPER_TIMEOUT_SECONDS = envint("COMBO_REAPER_TIMEOUT_SECONDS", 900, minimum=1)
+COMBO_REAPER_INTERVAL_SECONDS = envint("COMBO_REAPER_INTERVAL_SECONDS", 60, minimum=1)

@@ -1,71 +1,100 @@
 """`manage.py serve`: the whole product on one port (what `make run` starts).
 
-Starts the background-task worker next to daphne and stops both together, so
-uploads and webhook runs keep being processed while the server is up.
+One or more daphne processes share one listening socket (opened here and passed
+down with --fd, so the kernel spreads connections between them), the task
+worker runs beside them, and the reaper marks answers left by a dead process.
+SIGTERM/SIGINT stop everything gracefully: each daphne finishes or cleanly
+ends its open streams (combo.shutdown) before exiting.
 """
 
 from __future__ import annotations
 
-import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
+from agents.reaper import reap_interrupted
 
 
 class Command(BaseCommand):
-    help = "Serve the API, console, admin and streams with daphne, plus the task worker."
+    help = "Serve the API, console, admin and streams with daphne, plus the task worker and the reaper."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--host", default="0.0.0.0")
+        parser.add_argument("--workers", type=int, default=1, help="daphne processes sharing the port.")
         parser.add_argument("--no-worker", action="store_true", help="Do not start the task worker.")
 
-    def handle(self, port, host, no_worker, verbosity, **options):
-        base = f"http://localhost:{port}"
-        self.stdout.write(
-            "\n".join(
-                [
-                    f"Combo is starting on {base}",
-                    f"  Console:     {base}/console/",
-                    f"  Admin:       {base}/admin/",
-                    f"  API:         {base}/v1/  (docs: {base}/v1/docs)",
-                    f"  Data folder: {settings.DATA_DIR}",
-                ]
-            )
-        )
-        if not User.objects.exists():
-            self.stdout.write(
-                "No users yet. Create the first one with:\n"
-                "  .venv/bin/python manage.py createsuperuser\n"
-                "then sign in, or mint an API key at once with:\n"
-                "  .venv/bin/python manage.py createapikey alice --create-user"
-            )
+    def handle(self, port, host, workers, no_worker, verbosity, **options):
+        self._banner(port)
+        reaped = reap_interrupted()
+        if reaped:
+            self.stdout.write(f"Marked {reaped} answer(s) left by a stopped server as interrupted.")
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(4096)
+        listener.set_inheritable(True)
+        fd = listener.fileno()
+
         children: list[subprocess.Popen] = []
+        for _ in range(max(1, workers)):
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers",
+                     "-v", str(min(verbosity, 1)), "combo.asgi:application"],
+                    pass_fds=(fd,),
+                )
+            )
+        listener.close()  # the children hold it now
         if not no_worker:
             children.append(subprocess.Popen([sys.executable, "manage.py", "db_worker", "-v", "0"]))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
-             "combo.asgi:application"]
-        )
-        children.append(server)
+
+        stopping = threading.Event()
 
         def stop(signum, frame):
+            stopping.set()
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        code = server.wait()
-        stop(None, None)
+
+        while not stopping.wait(settings.COMBO_REAPER_INTERVAL_SECONDS):
+            if any(child.poll() is not None for child in children):
+                self.stderr.write("A server process exited; stopping the others.")
+                stop(None, None)
+                break
+            reap_interrupted()
+        grace = settings.COMBO_SHUTDOWN_GRACE_SECONDS + 10
         for child in children:
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 child.kill()
-        sys.exit(code if code and code > 0 else 0)
+
+    def _banner(self, port: int) -> None:
+        base = f"http://localhost:{port}"
+        lines = [
+            f"Combo is starting on {base}",
+            f"  Console:     {base}/console/",
+            f"  Admin:       {base}/admin/",
+            f"  API:         {base}/v1/  (docs: {base}/v1/docs)",
+            f"  Data folder: {settings.DATA_DIR}",
+        ]
+        if not User.objects.exists():
+            lines += [
+                "No users yet. Create the first one with:",
+                "  .venv/bin/python manage.py createsuperuser",
+                "or mint an API key for a new user at once with:",
+                "  .venv/bin/python manage.py createapikey alice --create-user",
+            ]
+        self.stdout.write("\n".join(lines))

@@ -1,0 +1,95 @@
+"""Stopping a server mid-stream leaves every question with a recorded outcome."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.live import LiveCombo, read_sse
+
+
+@pytest.fixture
+def upstream():
+    with FakeOpenAIServer(tokens=40, slow_interval=0.25) as server:
+        yield server
+
+
+def start(upstream, grace="0.5"):
+    combo = LiveCombo(env={
+        "COMBO_LLM_BASE_URL": upstream.base_url,
+        "COMBO_LLM_MODEL": "fake-slow",
+        "COMBO_SHUTDOWN_GRACE_SECONDS": grace,
+    })
+    combo.migrate()
+    combo.key = combo.create_key("alice")
+    combo.url = combo.start()
+    with httpx.Client(base_url=combo.url, headers={"Authorization": f"Bearer {combo.key}"}) as http:
+        combo.agent = http.post("/v1/combo/agents", json={"name": "slow"}).json()["data"]["id"]
+    return combo
+
+
+def assistant_rows(combo) -> list[tuple]:
+    if "postgres" in combo.env.get("DATABASE_URL", ""):
+        pytest.skip("reads the SQLite file directly")
+    with sqlite3.connect(Path(combo.data_dir) / "combo.sqlite3") as db:
+        return db.execute(
+            "SELECT status, error_code, length(content) FROM agents_message WHERE role='assistant'"
+        ).fetchall()
+
+
+def test_sigterm_mid_stream_ends_the_stream_cleanly_and_records_it(upstream):
+    combo = start(upstream)
+    events: list = []
+
+    def listen():
+        with httpx.Client(base_url=combo.url, headers={"Authorization": f"Bearer {combo.key}"}, timeout=30) as http:
+            with http.stream("POST", f"/v1/combo/agents/{combo.agent}/completions",
+                             json={"question": "a long answer please", "stream": True}) as response:
+                events.extend(read_sse(response))
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    time.sleep(1.0)  # a few tokens in; 40 tokens at 0.25 s take 10 s
+    combo.processes[0].send_signal(signal.SIGTERM)
+    thread.join(timeout=20)
+    assert combo.processes[0].wait(timeout=20) == 0
+    kinds = [kind for kind, _ in events if kind != "comment"]
+    assert kinds[0] == "message" and kinds[-2:] == ["error", "done"]
+    error = [data for kind, data in events if kind == "error"][0]
+    assert error["code"] == 20004
+    [(status, error_code, length)] = assistant_rows(combo)
+    assert (status, error_code) == ("interrupted", 20004) and length > 0
+    combo.stop()
+
+
+def test_a_killed_server_leaves_in_progress_rows_that_the_reaper_marks(upstream):
+    combo = start(upstream)
+
+    def listen():
+        try:
+            with httpx.Client(base_url=combo.url, headers={"Authorization": f"Bearer {combo.key}"}, timeout=30) as h:
+                with h.stream("POST", f"/v1/combo/agents/{combo.agent}/completions",
+                              json={"question": "x", "stream": True}) as response:
+                    for _ in response.iter_lines():
+                        pass
+        except httpx.HTTPError:
+            pass
+
+    thread = threading.Thread(target=listen)
+    thread.start()
+    time.sleep(1.0)
+    combo.processes[0].send_signal(signal.SIGKILL)
+    thread.join(timeout=20)
+    assert assistant_rows(combo) == [("in_progress", None, 0)]
+    assert "Would mark 1" in combo.manage("reap_interrupted", "--older-than", "0", "--dry-run")
+    assert assistant_rows(combo) == [("in_progress", None, 0)]
+    assert "Marked 1" in combo.manage("reap_interrupted", "--older-than", "0")
+    assert assistant_rows(combo) == [("interrupted", 20004, 0)]
+    combo.stop()
