@@ -30,6 +30,7 @@ run: migrate
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) tests/production_suite.py $(PYTEST_ARGS)
 
 bench: install-dev
 	$(PY) bench/run.py $(BENCH_ARGS)

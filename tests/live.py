@@ -39,6 +39,10 @@ class LiveCombo:
         }
         self.processes: list[subprocess.Popen] = []
         self.ports: list[int] = []
+        self._own_database = None
+        if self.env.get("DATABASE_URL", "").startswith("postgres") and not (env or {}).get("DATABASE_URL"):
+            self._own_database = _create_pg_database(self.env["DATABASE_URL"])
+            self.env["DATABASE_URL"] = self._own_database
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
@@ -91,6 +95,37 @@ class LiveCombo:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.processes.clear()
+        if self._own_database:
+            _drop_pg_database(self._own_database)
+            self._own_database = None
+
+    def shell(self, code: str) -> str:
+        """Run Python in `manage.py shell` against this server's database."""
+        return self.manage("shell", "-v", "0", "-c", code).strip()
+
+
+def _admin_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/postgres"
+
+
+def _create_pg_database(url: str) -> str:
+    """A fresh database per live server, so parallel servers of one test share it and others don't."""
+    import uuid
+
+    import psycopg
+
+    name = f"combo_live_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_pg_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def read_sse(response: httpx.Response) -> list[tuple[str, dict | str]]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -36,12 +34,12 @@ def start(upstream, grace="0.5"):
 
 
 def assistant_rows(combo) -> list[tuple]:
-    if "postgres" in combo.env.get("DATABASE_URL", ""):
-        pytest.skip("reads the SQLite file directly")
-    with sqlite3.connect(Path(combo.data_dir) / "combo.sqlite3") as db:
-        return db.execute(
-            "SELECT status, error_code, length(content) FROM agents_message WHERE role='assistant'"
-        ).fetchall()
+    out = combo.shell(
+        "from agents.models import Message; from django.db.models.functions import Length; "
+        "print(list(Message.objects.filter(role='assistant').annotate(n=Length('content'))"
+        ".values_list('status', 'error_code', 'n')))"
+    )
+    return [tuple(row) for row in eval(out)]  # the repr of a list of tuples of str/int/None
 
 
 def test_sigterm_mid_stream_ends_the_stream_cleanly_and_records_it(upstream):
