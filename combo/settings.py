@@ -229,6 +229,10 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_TLS_PROXY", False) else None
 SESSION_COOKIE_SECURE = envbool("BEHIND_TLS_PROXY", False)
+# HSTS and the HTTP->HTTPS redirect are the reverse proxy's (deploy/nginx.conf);
+# set these only when Django itself faces browsers over TLS.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
 CSRF_COOKIE_SECURE = envbool("BEHIND_TLS_PROXY", False)
 
 LANGUAGE_CODE = "en-us"
