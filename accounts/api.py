@@ -41,6 +41,8 @@ class ApiKeyViewSet(OwnedReadCreateDeleteViewSet):
 class TokenObtainView(jwt_views.TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
 
+    extra_error_statuses = ["401"]  # 10014: wrong username or password
+
     def post(self, request, *args, **kwargs):
         try:
             return super().post(request, *args, **kwargs)
@@ -50,6 +52,8 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
 
 class TokenRefreshView(jwt_views.TokenRefreshView):
     """Exchange a refresh token for a new access token."""
+
+    extra_error_statuses = ["401"]  # 10011 invalid, 10013 expired refresh token
 
     def post(self, request, *args, **kwargs):
         try:

@@ -80,6 +80,7 @@ _CheckSerializer = inline_serializer(
 class HealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    extra_error_statuses = ["503"]  # 20002: a dependency is down
 
     @extend_schema(
         operation_id="health",
