@@ -15,8 +15,8 @@ from django.core.management import CommandError, call_command
 
 from accounts import keys
 from accounts.models import ApiKey, User
-from tests.foundation.helpers import assert_error, assert_ok
 from combo.errors import ErrorCode
+from tests.foundation.helpers import assert_error, assert_ok
 
 REPO = Path(settings.BASE_DIR)
 
