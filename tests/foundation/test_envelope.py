@@ -217,6 +217,42 @@ def test_a_crash_in_a_plain_django_view_is_a_500_envelope_too(api, db):
         assert leak not in text
 
 
+@pytest.mark.urls("tests.foundation.urls")
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        (400, ErrorCode.BAD_REQUEST),
+        (401, ErrorCode.UNAUTHENTICATED),
+        (403, ErrorCode.FORBIDDEN),
+        (404, ErrorCode.NOT_FOUND),
+        (405, ErrorCode.METHOD_NOT_ALLOWED),
+        (406, ErrorCode.NOT_ACCEPTABLE),
+        (409, ErrorCode.CONFLICT),
+        (413, ErrorCode.PAYLOAD_TOO_LARGE),
+        (415, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+        (429, ErrorCode.RATE_LIMITED),
+        (500, ErrorCode.INTERNAL_ERROR),
+        (502, ErrorCode.UPSTREAM_ERROR),
+        (503, ErrorCode.SERVICE_UNAVAILABLE),
+        (504, ErrorCode.UPSTREAM_TIMEOUT),
+    ],
+)
+def test_a_non_json_error_from_outside_drf_keeps_its_status_in_the_envelope(api, db, status, error):
+    status_, body, response = api.get(f"/v1/test/plain-status/{status}")
+    assert_error(status_, body, response, error)
+    assert "secret-internal-detail" not in response.content.decode()
+    if status == 429:
+        assert response["Retry-After"] == "17"
+
+
+@pytest.mark.urls("tests.foundation.urls")
+@pytest.mark.parametrize("status", [410, 418, 422])
+def test_an_unlisted_4xx_from_outside_drf_stays_a_client_error(api, db, status):
+    # Not turned into a 500 "our fault": the class of the status is kept.
+    status_, body, response = api.get(f"/v1/test/plain-status/{status}")
+    assert_error(status_, body, response, ErrorCode.BAD_REQUEST)
+
+
 # --- X-Request-Id --------------------------------------------------------------
 
 
