@@ -78,6 +78,20 @@ def test_malformed_json_is_10002_and_writes_nothing(api, alice, raw):
     assert ApiKey.objects.count() == before
 
 
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b'{"name": ' + b"[" * 100_000, b'{"a":' * 50_000])
+def test_json_nested_too_deeply_is_10002_not_a_crash(api, alice, raw):
+    before = ApiKey.objects.count()
+    status, body, response = api.post("/v1/api-keys", raw=raw, auth=alice.jwt_auth)
+    assert_error(status, body, response, ErrorCode.MALFORMED_BODY)
+    assert "nested" in body["message"]
+    assert ApiKey.objects.count() == before
+
+
+def test_a_406_for_an_unsatisfiable_accept_header_is_an_envelope(api, db):
+    status, body, response = api.get("/v1/health", HTTP_ACCEPT="application/xml")
+    assert_error(status, body, response, ErrorCode.NOT_ACCEPTABLE)
+
+
 def test_malformed_json_is_10002_before_any_login(api, alice):
     status, body, response = api.post("/v1/auth/token", raw=b'{"username": "alice",')
     assert_error(status, body, response, ErrorCode.MALFORMED_BODY)
