@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import ApiKey
+from accounts.models import ApiKey, User
 
 
 @pytest.fixture
@@ -64,6 +64,18 @@ def test_a_user_page_renders_with_a_uuid_id(operator, alice):
     response = operator.get(f"/admin/accounts/user/{alice.user.pk}/change/")
     assert response.status_code == 200
     assert "alice@example.com" in response.content.decode()
+
+
+def test_an_operator_adds_a_user(operator, db):
+    assert operator.get("/admin/accounts/user/add/").status_code == 200
+    response = operator.post(
+        "/admin/accounts/user/add/",
+        {"username": "frank", "password1": "a long pass phrase 42", "password2": "a long pass phrase 42",
+         "usable_password": "true"},
+    )
+    frank = User.objects.get(username="frank")
+    assert response.status_code == 302 and str(frank.pk) in response["Location"]
+    assert frank.check_password("a long pass phrase 42") and not frank.is_staff
 
 
 def test_an_ordinary_user_is_kept_out(client, alice):
