@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 
 import pytest
 from django.core.management import call_command
+from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from openapi_spec_validator import validate
 
@@ -245,9 +246,19 @@ class _Assets(HTMLParser):
 
 
 @pytest.fixture(scope="session")
-def collected_static(django_db_blocker):
-    # What `make run` does before serving: whitenoise serves STATIC_ROOT with DEBUG off.
-    call_command("collectstatic", interactive=False, verbosity=0)
+def collected_static_root(tmp_path_factory):
+    # What `make run` does before serving; collected once, into pytest's own
+    # temporary folder (cleaned by pytest), not the test data dir.
+    root = tmp_path_factory.mktemp("static")
+    with override_settings(STATIC_ROOT=root):
+        call_command("collectstatic", interactive=False, verbosity=0)
+    return root
+
+
+@pytest.fixture
+def collected_static(settings, collected_static_root):
+    # Whitenoise reads STATIC_ROOT when the test client builds its middleware.
+    settings.STATIC_ROOT = collected_static_root
 
 
 def test_the_docs_page_references_no_external_host(api, db):
