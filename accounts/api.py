@@ -7,6 +7,7 @@ from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt_views
+from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken
 
 from accounts import services
 from accounts.models import ApiKey
@@ -40,6 +41,8 @@ class ApiKeyViewSet(OwnedReadCreateDeleteViewSet):
 class TokenObtainView(jwt_views.TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
 
+    extra_error_statuses = ["401"]  # 10014: wrong username or password
+
     def post(self, request, *args, **kwargs):
         try:
             return super().post(request, *args, **kwargs)
@@ -49,3 +52,15 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
 
 class TokenRefreshView(jwt_views.TokenRefreshView):
     """Exchange a refresh token for a new access token."""
+
+    extra_error_statuses = ["401"]  # 10011 invalid, 10013 expired refresh token
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except InvalidToken as exc:
+            # simplejwt reports an expired refresh token as merely invalid; the
+            # client needs to know to log in again (10013), as with access tokens.
+            if isinstance(exc.__cause__, ExpiredTokenError):
+                raise ComboError(ErrorCode.CREDENTIAL_EXPIRED, "The refresh token has expired; log in again.") from None
+            raise

@@ -15,7 +15,9 @@ import string
 import zlib
 
 KEY_PREFIX = "ragflow-"
-ALPHABET = string.digits + string.ascii_letters  # base62
+# base62 in the order GitHub's checksum and the scanners that verify it use
+# (0-9, A-Z, a-z); string.ascii_letters would put a-z first and give other digits.
+ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 RANDOM_LENGTH = 40
 CHECKSUM_LENGTH = 6
 VISIBLE_LENGTH = 12  # random characters kept in the stored prefix

@@ -80,6 +80,7 @@ _CheckSerializer = inline_serializer(
 class HealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    extra_error_statuses = ["503"]  # 20002: a dependency is down
 
     @extend_schema(
         operation_id="health",
@@ -108,7 +109,10 @@ class HealthView(APIView):
         }
         if data["status"] == "ok":
             return Response(data)
-        body = error_body(ErrorCode.SERVICE_UNAVAILABLE, "A dependency is down.", request.request_id, extra=data)
+        down = ", ".join(name for name, check in checks.items() if not check["ok"])
+        body = error_body(
+            ErrorCode.SERVICE_UNAVAILABLE, f"A dependency is down: {down}.", request.request_id, extra=data
+        )
         response = Response(body, status=503)
         response.combo_envelope = True
         return response

@@ -11,6 +11,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
 from accounts.services import authenticate_bearer
+from combo.api.permissions import IsJWTUser
 from combo.errors import ComboError
 
 
@@ -40,6 +41,13 @@ class BearerAuthentication(BaseAuthentication):
 class BearerAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "combo.api.authentication.BearerAuthentication"
     name = ["ApiKeyAuth", "JWTAuth"]
+
+    def get_security_requirement(self, auto_schema):
+        # Alternatives, one requirement object each: OpenAPI ANDs the schemes named
+        # in one object, which would ask clients for a key and a JWT at once.
+        if any(isinstance(p, IsJWTUser) for p in auto_schema.view.get_permissions()):
+            return [{"JWTAuth": []}]  # key management: an API key gets 403 there
+        return [{"ApiKeyAuth": []}, {"JWTAuth": []}]
 
     def get_security_definition(self, auto_schema):
         return [

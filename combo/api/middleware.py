@@ -23,6 +23,25 @@ logger = logging.getLogger("combo.api")
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
+# The envelope for a non-JSON error answered outside DRF, by its HTTP status.
+_BY_STATUS = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+    500: ErrorCode.INTERNAL_ERROR,
+    502: ErrorCode.UPSTREAM_ERROR,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+    504: ErrorCode.UPSTREAM_TIMEOUT,
+}
+
+
 def new_request_id(incoming: str | None) -> str:
     if incoming and _SANE_REQUEST_ID.match(incoming):
         return incoming
@@ -70,13 +89,10 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
             return response
         content_type = response.get("Content-Type", "")
         if response.status_code >= 400 and not content_type.startswith("application/json"):
-            error = {
-                404: ErrorCode.NOT_FOUND,
-                405: ErrorCode.METHOD_NOT_ALLOWED,
-                413: ErrorCode.PAYLOAD_TOO_LARGE,
-                400: ErrorCode.BAD_REQUEST,
-                403: ErrorCode.FORBIDDEN,
-            }.get(response.status_code, ErrorCode.INTERNAL_ERROR)
+            # Keep the status's meaning: an unlisted 4xx is still the client's
+            # fault, never a 500 "internal error".
+            fallback = ErrorCode.BAD_REQUEST if response.status_code < 500 else ErrorCode.INTERNAL_ERROR
+            error = _BY_STATUS.get(response.status_code, fallback)
             message = None
             if error is ErrorCode.NOT_FOUND:
                 message = f"No endpoint at {request.path}."

@@ -27,6 +27,9 @@ class StrictJSONParser(JSONParser):
             raise ParseError("The request body is not UTF-8.") from None
         except ValueError as exc:
             raise ParseError(f"The request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            # A body of thousands of nested arrays is the client's problem, not a 500.
+            raise ParseError("The request body is nested too deeply.") from None
         if not isinstance(data, dict):
             raise ParseError("The request body must be a JSON object.")
         return data
