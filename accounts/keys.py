@@ -1,6 +1,7 @@
 """The API key format: `ragflow-<40 random base62><6 base62 CRC32>`.
 
-40 characters from a 62-letter alphabet carry 238 bits of randomness. The last
+40 characters from a 62-letter alphabet carry 238 bits of randomness; the
+stored, visible prefix shows 6 of them, so 202 secret bits stay hidden. The last
 six characters are the CRC32 of the random part in base62 (the scheme GitHub's
 tokens use), so a mistyped or invented key is refused without a database query
 and secret scanners can tell a real key from noise.
@@ -20,7 +21,7 @@ KEY_PREFIX = "ragflow-"
 ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 RANDOM_LENGTH = 40
 CHECKSUM_LENGTH = 6
-VISIBLE_LENGTH = 12  # random characters kept in the stored prefix
+VISIBLE_LENGTH = 6  # random characters kept in the stored prefix (34 stay secret: 202 bits)
 
 
 def _base62(number: int, width: int) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenBackendExpiredToken, TokenError
@@ -26,15 +26,22 @@ class CreatedApiKey:
 
 @transaction.atomic
 def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None) -> CreatedApiKey:
-    plain = keys.generate()
-    api_key = ApiKey.objects.create(
-        owner=owner,
-        name=name,
-        prefix=keys.visible_prefix(plain),
-        key_hash=keys.hash_key(plain),
-        expires_at=expires_at,
-    )
-    return CreatedApiKey(api_key=api_key, plain_key=plain)
+    # The visible prefix is unique; on the rare clash, mint another key.
+    for _ in range(5):
+        plain = keys.generate()
+        try:
+            with transaction.atomic():
+                api_key = ApiKey.objects.create(
+                    owner=owner,
+                    name=name,
+                    prefix=keys.visible_prefix(plain),
+                    key_hash=keys.hash_key(plain),
+                    expires_at=expires_at,
+                )
+        except IntegrityError:
+            continue
+        return CreatedApiKey(api_key=api_key, plain_key=plain)
+    raise ComboError(ErrorCode.CONFLICT, "Could not mint a unique key; try again.")
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:

@@ -65,7 +65,8 @@ def _walk(patterns, prefix="/"):
 
 def _methods(callback) -> set[str]:
     if getattr(callback, "actions", None):  # a DRF viewset route
-        return {m for m in callback.actions if m in HTTP_METHODS}
+        allowed = set(callback.cls.http_method_names)
+        return {m for m in callback.actions if m in HTTP_METHODS and m in allowed}
     view_class = getattr(callback, "cls", None)  # a DRF APIView
     assert view_class is not None, f"{callback} under /v1 is not a DRF view, so it cannot be documented"
     return {m for m in HTTP_METHODS if hasattr(view_class, m)}
