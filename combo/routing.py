@@ -9,6 +9,9 @@ from __future__ import annotations
 from channels.routing import URLRouter
 from django.urls import re_path
 
+from combo.bodylimit import body_limit
+
+
 def http_application(django_asgi_app):
     from django.conf import settings  # noqa: F401  (settings are ready here)
 
@@ -20,4 +23,4 @@ def http_application(django_asgi_app):
     except ImportError:
         pass
     routes.append(re_path(r"", django_asgi_app))
-    return URLRouter(routes)
+    return body_limit(URLRouter(routes))

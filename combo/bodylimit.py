@@ -1,0 +1,81 @@
+"""Refuse oversized /v1 bodies at the ASGI edge, before Django copies them.
+
+Django's ASGI handler reads the whole body into its own spooled file before any
+view or middleware runs. This wrapper answers 413 from Content-Length, or stops
+reading a chunked body at the limit, so Django never sees it. (Under daphne,
+Twisted has already received the body by then: the reverse proxy's
+`client_max_body_size` is what refuses a huge upload before it crosses the
+network; see deploy/nginx.conf.)
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+
+from combo.api.middleware import new_request_id
+from combo.errors import ErrorCode
+
+
+def _limit(path: str, headers: dict[bytes, bytes]) -> int | None:
+    if not path.startswith("/v1/"):
+        return None
+    if headers.get(b"content-type", b"").startswith(b"multipart/"):
+        return getattr(settings, "COMBO_MAX_UPLOAD_BYTES", 20 * 1024 * 1024) + 64 * 1024
+    return settings.API_MAX_JSON_BYTES
+
+
+async def _refuse(send, headers: dict[bytes, bytes], limit: int) -> None:
+    request_id = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+    error = ErrorCode.PAYLOAD_TOO_LARGE
+    body = json.dumps(
+        {"code": error.code, "message": f"The request body is over the limit of {limit} bytes.",
+         "data": {"request_id": request_id}}
+    ).encode()
+    await send({
+        "type": "http.response.start",
+        "status": error.status,
+        "headers": [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()),
+                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+def body_limit(app):
+    async def wrapper(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        limit = _limit(scope.get("path", ""), headers)
+        if limit is None:
+            return await app(scope, receive, send)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _refuse(send, headers, limit)
+        seen = 0
+        over = False
+
+        async def counting_receive():
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await app(scope, counting_receive, tracking_send)
+        if over and not started:
+            await _refuse(send, headers, limit)
+
+    return wrapper
