@@ -354,3 +354,28 @@ def headers(decision: Decision | None) -> dict[str, str]:
     if not decision.allowed:
         result["Retry-After"] = str(decision.retry_after)
     return result
+
+
+_FAMILY_DOCS = {
+    COMPLETIONS: ("POST /v1/combo/agents/{agent_id}/completions", "API key (JWT: user; none: client IP)"),
+    UPLOADS: ("POST /v1/combo/files", "API key (JWT: user; none: client IP)"),
+    DEFAULT: ("every other /v1 operation", "API key (JWT: user; none: client IP)"),
+    LOGIN: ("POST /v1/auth/token", "client IP, and separately the username tried"),
+    WEBHOOK: ("POST /v1/integrations/webhooks/{webhook_id}/events", "webhook"),
+}
+
+
+def markdown_table() -> str:
+    """This deployment's families and ceilings, for the OpenAPI description."""
+    lines = [
+        "Requests per minute; over the ceiling: HTTP 429, code 10090, `Retry-After`. "
+        "Counted responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and "
+        "`X-RateLimit-Reset` (seconds).",
+        "",
+        "| family | operations | per minute | counted per |",
+        "|---|---|---|---|",
+    ]
+    for family in FAMILIES:
+        operations, per = _FAMILY_DOCS[family]
+        lines.append(f"| {family} | {operations} | {settings.RATE_LIMITS[family]} | {per} |")
+    return "\n".join(lines)

@@ -48,9 +48,12 @@ class Command(BaseCommand):
         children: list[subprocess.Popen] = []
         if not no_worker:
             children.append(subprocess.Popen([sys.executable, "manage.py", "db_worker", "-v", "0"]))
+        # No --proxy-headers: daphne would then take the left-most X-Forwarded-For
+        # from any client, so anyone could pick their own IP (and rate-limit budget).
+        # Combo reads that header itself, only from COMBO_TRUSTED_PROXIES
+        # (combo.ratelimit.client_ip); Django reads X-Forwarded-Proto (BEHIND_TLS_PROXY).
         server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
-             "combo.asgi:application"]
+            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "combo.asgi:application"]
         )
         children.append(server)
 
