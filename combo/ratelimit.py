@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -28,6 +29,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django_ratelimit.core import get_usage
 
 from combo.errors import ComboError, ErrorCode
+
+if TYPE_CHECKING:
+    from accounts.models import ApiKey
+    from accounts.services import Principal
 
 logger = logging.getLogger("combo.ratelimit")
 
@@ -77,7 +82,7 @@ def operation_family(method: str, path: str) -> tuple[str, dict[str, str]]:
     return DEFAULT, {}
 
 
-def limit_for(family: str, api_key=None) -> int:
+def limit_for(family: str, api_key: ApiKey | None = None) -> int:
     """Requests per minute for `family`: the key's override when it has one, else the setting."""
     field = _KEY_OVERRIDES.get(family)
     if api_key is not None and field is not None:
@@ -181,7 +186,7 @@ class Budget:
 def budgets_for(
     family: str,
     *,
-    principal=None,
+    principal: Principal | None = None,
     client_ip: str = "",
     username: str | None = None,
     webhook_id: str | None = None,
@@ -296,7 +301,7 @@ warn_cache_down = _WarnEvery(60.0)
 def check(
     family: str,
     *,
-    principal=None,
+    principal: Principal | None = None,
     client_ip: str = "",
     username: str | None = None,
     webhook_id: str | None = None,
@@ -330,7 +335,7 @@ def check(
 async def acheck(
     family: str,
     *,
-    principal=None,
+    principal: Principal | None = None,
     client_ip: str = "",
     username: str | None = None,
     webhook_id: str | None = None,

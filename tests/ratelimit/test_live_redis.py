@@ -100,10 +100,11 @@ def test_two_server_processes_share_one_budget_per_key(product_env, tmp_path):
         for _ in range(2):
             port = _free_port()
             log = tmp_path / f"daphne-{port}.log"
-            process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "combo.asgi:application"],
-                cwd=REPO, env=product_env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-            )
+            with log.open("w") as out:  # the child keeps its own copy of the descriptor
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "combo.asgi:application"],
+                    cwd=REPO, env=product_env, stdout=out, stderr=subprocess.STDOUT,
+                )
             servers.append((port, process, log))
         for port, process, log in servers:
             _wait_for_port(port, process, log)

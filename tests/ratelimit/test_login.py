@@ -78,3 +78,15 @@ def test_token_refresh_is_in_the_default_family_per_address(api, alice, clock, l
     assert api.post("/v1/auth/token/refresh", {"refresh": refresh}, REMOTE_ADDR="198.51.100.10")[0] == 200
     status, body, _ = api.post("/v1/auth/token/refresh", {"refresh": refresh}, REMOTE_ADDR="198.51.100.10")
     assert status == 429 and body["data"]["family"] == "default"
+
+
+def test_a_malformed_login_body_is_a_400_not_a_crash(api, db, clock):
+    status, body, _ = api.post(TOKEN, raw=b'{"username": ', REMOTE_ADDR="198.51.100.10")
+    assert status == 400 and body["code"] == 10002
+
+    # A username that is not a string counts against the address only.
+    for _ in range(10):
+        status, body, _ = api.post(TOKEN, {"username": 42, "password": "x"}, REMOTE_ADDR="198.51.100.11")
+        assert status in (400, 401), body
+    status, body, _ = api.post(TOKEN, {"username": 42, "password": "x"}, REMOTE_ADDR="198.51.100.11")
+    assert status == 429
