@@ -7,6 +7,7 @@ Secrets may also come from a file: `<NAME>_FILE=/run/secrets/...`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -59,6 +60,17 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envnetworks(name: str, default: list[str]) -> list[str]:
+    """Comma-separated IP addresses or CIDR networks ("10.0.0.0/8, 192.0.2.7"), each checked."""
+    items = envlist(name, default)
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP addresses or networks, got {item!r}") from None
+    return items
 
 
 def envsecret(name: str) -> str | None:

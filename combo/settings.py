@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from combo.env import envbool, envfloat, envint, envlist, envsecret, envstr
+from combo.env import envbool, envfloat, envint, envlist, envnetworks, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("COMBO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "channels",
     "django_tasks",
     "django_tasks_db",
+    # Listed for its system checks (a cache it can count in); Combo calls its core
+    # from combo.ratelimit rather than using its decorator.
+    "django_ratelimit",
     "combo",
     "accounts",
     "agents",
@@ -60,6 +63,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "combo.api.middleware.RequestIdMiddleware",
+    # Outside the envelope middleware, so the X-RateLimit-* headers land on the
+    # final response even when that one replaces it.
+    "combo.api.throttling.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves /static/ from the collected folder with DEBUG off; production puts
     # nginx in front for it (docs/deploy.md).
@@ -141,8 +147,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "combo"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # django-ratelimit refuses a local-memory cache (E003) because it is not
-    # shared between processes. The embedded default is one process, so its
-    # counts are exact there; production sets REDIS_URL and gets the check back.
+    # shared between processes, and warns (W001) that it does not support it. The
+    # embedded default is one process, so its counts are exact there; production
+    # sets REDIS_URL (django-redis, the supported backend) and gets both checks back.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- Background tasks -------------------------------------------------------
@@ -184,7 +191,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "combo.api.pagination.CursorPagination",
     "EXCEPTION_HANDLER": "combo.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "combo.api.openapi.EnvelopeAutoSchema",
-    "DEFAULT_THROTTLE_CLASSES": [],
+    # The one place /v1 requests are counted (docs/rate-limits.md): DRF runs it after
+    # authentication and permissions, so rejected credentials spend no budget.
+    "DEFAULT_THROTTLE_CLASSES": ["combo.api.throttling.FamilyRateThrottle"],
     "UNAUTHENTICATED_USER": None,
     "URL_FORMAT_OVERRIDE": None,
 }
@@ -210,6 +219,29 @@ SPECTACULAR_SETTINGS = {
     ],
     "SERVERS": [{"url": "/", "description": "This deployment"}],
 }
+
+# --- Rate limits (docs/rate-limits.md) --------------------------------------
+# Requests per minute for each family, per API key (JWT: per user; no credential:
+# per client IP). An operator may override completions/uploads/default for one
+# key in Django admin (ApiKey.*_per_minute).
+_DEFAULT_PER_MINUTE = envint("COMBO_RATELIMIT_DEFAULT", 300, minimum=1)
+RATE_LIMITS = {
+    "completions": envint("COMBO_RATELIMIT_COMPLETIONS", 60, minimum=1),
+    "uploads": envint("COMBO_RATELIMIT_UPLOADS", 10, minimum=1),
+    "default": _DEFAULT_PER_MINUTE,
+    # POST /v1/auth/token, per client IP and per username: password guessing is not free.
+    "login": envint("COMBO_RATELIMIT_LOGIN", 10, minimum=1),
+    # Inbound webhook calls, per webhook.
+    "webhook": envint("COMBO_RATELIMIT_WEBHOOK", _DEFAULT_PER_MINUTE, minimum=1),
+}
+# Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs). Empty: the
+# client IP is the TCP peer, whatever the header says.
+TRUSTED_PROXIES = envnetworks("COMBO_TRUSTED_PROXIES", [])
+# Cache down: serve without limits and log (true), or answer 503 20003 (false).
+RATE_LIMIT_FAIL_OPEN = envbool("COMBO_RATELIMIT_FAIL_OPEN", True)
+# django-ratelimit's own switch; off means no counting and no X-RateLimit-* headers.
+RATELIMIT_ENABLE = envbool("COMBO_RATELIMIT_ENABLED", True)
+RATELIMIT_USE_CACHE = "default"
 
 # --- Static files -----------------------------------------------------------
 STATIC_URL = "/static/"

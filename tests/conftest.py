@@ -11,10 +11,19 @@ import json
 from dataclasses import dataclass
 
 import pytest
+from django.core.cache import cache
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import services
 from accounts.models import User
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counts live in the cache; every test starts with full budgets."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
 
+from combo import ratelimit
 from combo.errors import ErrorCode, markdown_table
 
 _ERROR_DESCRIPTIONS = {
@@ -20,10 +21,13 @@ _ERROR_DESCRIPTIONS = {
     "405": "Method not allowed (10050).",
     "413": "Request body too large (10070).",
     "415": "Unsupported Content-Type (10003).",
-    "429": "Rate limited (10090); see Retry-After.",
+    "429": (
+        "Rate limited (10090): `data` names the `family`, its `limit` per minute and "
+        "`retry_after` (seconds, as in the Retry-After header)."
+    ),
     "500": "Internal error (20001).",
     "502": "Upstream error (30001, 30005, 30006).",
-    "503": "Upstream or dependency unavailable (30003, 30004, 20002).",
+    "503": "Upstream or dependency unavailable (30003, 30004, 20002, 20003).",
     "504": "Upstream timeout (30002).",
 }
 
@@ -32,12 +36,28 @@ _COMMON_HEADERS = {
         "description": "This request's id; quote it when reporting a problem.",
         "schema": {"type": "string"},
     },
+    # Sent on every response of a request that was counted (docs/rate-limits.md);
+    # absent when the request was refused before counting (401) or the limit store is down.
     "X-RateLimit-Limit": {
-        "description": "Requests allowed per window for this operation's family.",
-        "schema": {"type": "integer"},
+        "description": "Requests allowed per minute for this operation's family and this caller.",
+        "schema": {"type": "integer", "minimum": 0},
     },
-    "X-RateLimit-Remaining": {"description": "Requests left in the window.", "schema": {"type": "integer"}},
-    "X-RateLimit-Reset": {"description": "Seconds until the window resets.", "schema": {"type": "integer"}},
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in the current window.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "X-RateLimit-Reset": {
+        "description": "Whole seconds until the window resets (1-60), the same unit as Retry-After.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+}
+
+# Only on 429: RFC 9110 delay-seconds until the window frees, never 0.
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds until the window frees and the request may be retried (at least 1).",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -109,8 +129,9 @@ def postprocess_envelope(result, generator, request, public):
             },
         },
     }
-    components.setdefault("headers", {}).update(_COMMON_HEADERS)
+    components.setdefault("headers", {}).update(_COMMON_HEADERS | _RETRY_AFTER)
     header_refs = {name: {"$ref": f"#/components/headers/{name}"} for name in _COMMON_HEADERS}
+    retry_after_refs = {name: {"$ref": f"#/components/headers/{name}"} for name in _RETRY_AFTER}
 
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
@@ -118,6 +139,8 @@ def postprocess_envelope(result, generator, request, public):
                 continue
             for status, response in operation.get("responses", {}).items():
                 response.setdefault("headers", {}).update(header_refs)
+                if status == "429":
+                    response["headers"].update(retry_after_refs)
                 if not status.startswith("2"):
                     continue
                 content = response.get("content") or {}
@@ -133,5 +156,6 @@ def postprocess_envelope(result, generator, request, public):
         "Combo's public API. Every JSON response is an envelope "
         "`{\"code\": 0, \"data\": ..., \"message\": \"ok\"}`; errors carry a non-zero code "
         "and `data.request_id`.\n\n## Error codes\n\n" + markdown_table()
+        + "\n\n## Rate limits\n\n" + ratelimit.markdown_table()
     )
     return result

@@ -45,11 +45,14 @@ class Command(BaseCommand):
         fd = listener.fileno()
 
         children: list[subprocess.Popen] = []
+        # No --proxy-headers: daphne would then take the left-most X-Forwarded-For
+        # from any client, so anyone could pick their own IP (and rate-limit budget).
+        # Combo reads that header itself, only from COMBO_TRUSTED_PROXIES
+        # (combo.ratelimit.client_ip); Django reads X-Forwarded-Proto (BEHIND_TLS_PROXY).
         for _ in range(max(1, workers)):
             children.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "--fd", str(fd), "--proxy-headers",
-                     "-v", str(min(verbosity, 1)), "combo.asgi:application"],
+                    [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", str(min(verbosity, 1)), "combo.asgi:application"],
                     pass_fds=(fd,),
                 )
             )

@@ -1,0 +1,386 @@
+"""Rate limits: which family a /v1 operation belongs to, whose budget it spends, and the count.
+
+- ROUTES is the one table mapping operations to families; everything else under
+  /v1 is `default`. Ceilings are requests per minute from settings.RATE_LIMITS,
+  overridden per API key by ApiKey.*_per_minute (read on every request, so an
+  operator's change applies at once).
+- Counting is django-ratelimit's core (`get_usage`) over Django's cache: with
+  REDIS_URL every server process shares one budget per key.
+- Django/DRF requests are checked by combo.api.throttling. The completion stream,
+  which runs outside Django's middleware, calls `acheck()` and `headers()` here.
+
+docs/rate-limits.md is the user-facing description of all this.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django_ratelimit.core import get_usage
+
+from combo.errors import ComboError, ErrorCode
+
+if TYPE_CHECKING:
+    from accounts.models import ApiKey
+    from accounts.services import Principal
+
+logger = logging.getLogger("combo.ratelimit")
+
+COMPLETIONS = "completions"
+UPLOADS = "uploads"
+DEFAULT = "default"
+LOGIN = "login"
+WEBHOOK = "webhook"
+FAMILIES = (COMPLETIONS, UPLOADS, DEFAULT, LOGIN, WEBHOOK)
+
+# Every ceiling is per minute (django-ratelimit's fixed window, "<n>/m").
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern
+    family: str
+
+
+# The one table. Matched on method and path (not on URL names), so an operation
+# is limited as soon as its view lands, whichever app serves it.
+ROUTES: tuple[Route, ...] = (
+    Route("POST", re.compile(r"^/v1/combo/agents/(?P<agent_id>[^/]+)/completions/?$"), COMPLETIONS),
+    Route("POST", re.compile(r"^/v1/combo/files/?$"), UPLOADS),
+    Route("POST", re.compile(r"^/v1/auth/token/?$"), LOGIN),
+    Route("POST", re.compile(r"^/v1/integrations/webhooks/(?P<webhook_id>[^/]+)/events/?$"), WEBHOOK),
+)
+
+# Which ApiKey field overrides which family's ceiling (null: the setting applies).
+_KEY_OVERRIDES = {
+    COMPLETIONS: "completions_per_minute",
+    UPLOADS: "uploads_per_minute",
+    DEFAULT: "default_per_minute",
+}
+
+
+def operation_family(method: str, path: str) -> tuple[str, dict[str, str]]:
+    """The family of `method path`, and the path parameters its route captured."""
+    method = method.upper()
+    for route in ROUTES:
+        if route.method == method:
+            match = route.pattern.match(path)
+            if match:
+                return route.family, match.groupdict()
+    return DEFAULT, {}
+
+
+def limit_for(family: str, api_key: ApiKey | None = None) -> int:
+    """Requests per minute for `family`: the key's override when it has one, else the setting."""
+    field = _KEY_OVERRIDES.get(family)
+    if api_key is not None and field is not None:
+        override = getattr(api_key, field, None)
+        if override is not None:
+            return int(override)
+    return int(settings.RATE_LIMITS[family])
+
+
+# --- Client IP ---------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(entries: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _is_trusted(address) -> bool:
+    return any(address in network for network in _networks(tuple(settings.TRUSTED_PROXIES)))
+
+
+def _parse_ip(raw: str | None):
+    """An address from REMOTE_ADDR or one X-Forwarded-For hop ("[v6]:port", "v4:port" too)."""
+    if not raw:
+        return None
+    value = raw.strip()
+    if value.startswith("["):
+        value = value[1:].partition("]")[0]
+    elif value.count(":") == 1:
+        value = value.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_ip(remote_addr: str | None, forwarded_for: str | None = None) -> str:
+    """The caller's address: the TCP peer, or, behind a trusted proxy, the right-most
+    X-Forwarded-For hop that is not itself a trusted proxy.
+
+    Each proxy appends the peer it saw, so hops right of the first untrusted one were
+    written by our proxies; anything left of it is the client's own claim.
+    """
+    peer = _parse_ip(remote_addr)
+    if peer is None:
+        return (remote_addr or "").strip() or "unknown"
+    if not forwarded_for or not _is_trusted(peer):
+        return str(peer)
+    nearest = peer
+    for hop in reversed(forwarded_for.split(",")):
+        address = _parse_ip(hop)
+        if address is None:
+            break  # not written by a proxy of ours: stop at the last hop we can vouch for
+        if not _is_trusted(address):
+            return str(address)
+        nearest = address
+    return str(nearest)
+
+
+def request_client_ip(request) -> str:
+    """client_ip() for a Django request."""
+    return client_ip(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR"))
+
+
+def scope_client_ip(scope: dict) -> str:
+    """client_ip() for an ASGI HTTP scope (the stream path)."""
+    client = scope.get("client")
+    forwarded = [
+        value.decode("latin-1") for name, value in scope.get("headers", []) if name.lower() == b"x-forwarded-for"
+    ]
+    return client_ip(client[0] if client else None, ",".join(forwarded) or None)
+
+
+def _ip_subject(ip: str) -> str:
+    address = _parse_ip(ip)
+    if address is None:
+        return f"ip:{ip}"
+    if address.version == 6:
+        # One IPv6 client usually holds a whole /64; counting single addresses would
+        # give it 2**64 budgets (django-ratelimit's RATELIMIT_IPV6_MASK, default 64).
+        prefix = getattr(settings, "RATELIMIT_IPV6_MASK", 64)
+        return f"ip:{ipaddress.ip_network(f'{address}/{prefix}', strict=False).network_address}"
+    return f"ip:{address}"
+
+
+# --- Counting ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One counter a request spends from: a family, whose budget it is, and its ceiling."""
+
+    family: str
+    subject: str  # "key:<id>", "user:<id>", "ip:<address>", "username:<name>", "webhook:<id>"
+    limit: int
+
+
+def budgets_for(
+    family: str,
+    *,
+    principal: Principal | None = None,
+    client_ip: str = "",
+    username: str | None = None,
+    webhook_id: str | None = None,
+) -> list[Budget]:
+    """The counters one request of `family` spends (login spends two)."""
+    if family == LOGIN:
+        limit = limit_for(LOGIN)
+        budgets = [Budget(LOGIN, _ip_subject(client_ip), limit)]
+        if username:
+            # Case-folded so "Alice" and "alice" share a budget whatever the database collation.
+            budgets.append(Budget(LOGIN, f"username:{username.casefold()}", limit))
+        return budgets
+    if family == WEBHOOK and webhook_id:
+        return [Budget(WEBHOOK, f"webhook:{webhook_id.lower()}", limit_for(WEBHOOK))]
+    if principal is not None and principal.api_key is not None:
+        return [Budget(family, f"key:{principal.api_key.pk}", limit_for(family, principal.api_key))]
+    if principal is not None:
+        return [Budget(family, f"user:{principal.user.pk}", limit_for(family))]
+    return [Budget(family, _ip_subject(client_ip), limit_for(family))]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one check, for the 429 and for the X-RateLimit-* headers."""
+
+    family: str
+    limit: int
+    remaining: int
+    reset: int  # whole seconds until the window frees: 1..WINDOW_SECONDS
+    allowed: bool
+
+    @property
+    def retry_after(self) -> int:
+        return self.reset
+
+    def error(self) -> ComboError:
+        """The 429 for a refused decision (rate_limited, 10090), headers included."""
+        unit = "request" if self.limit == 1 else "requests"
+        return ComboError(
+            ErrorCode.RATE_LIMITED,
+            f"Rate limit for {self.family} exceeded: {self.limit} {unit} per minute.",
+            extra={"family": self.family, "limit": self.limit, "retry_after": self.retry_after},
+            headers=headers(self),
+        )
+
+
+class _CacheUnavailable(Exception):
+    pass
+
+
+def _spend(budget: Budget) -> Decision | None:
+    usage = get_usage(
+        None,  # no request: the key callable carries the subject, so the stream path needs none
+        group=f"combo.{budget.family}",
+        key=lambda group, request: budget.subject,
+        rate=f"{budget.limit}/m",
+        increment=True,
+    )
+    if usage is None:  # RATELIMIT_ENABLE is off
+        return None
+    if usage["time_left"] < 0:
+        # django-ratelimit's answer when the cache returned nothing (count None): a
+        # real window end is never in the past.
+        raise _CacheUnavailable("the cache returned no count")
+    # The window is named by its last whole second: a window ending at second w
+    # still counts at w, and the next one starts at w + 1. time_left is w - now
+    # (0 during the last second), so the wait is time_left + 1, never 0.
+    reset = min(max(usage["time_left"] + 1, 1), WINDOW_SECONDS)
+    return Decision(
+        family=budget.family,
+        limit=usage["limit"],
+        remaining=max(usage["limit"] - usage["count"], 0),
+        reset=reset,
+        allowed=not usage["should_limit"],
+    )
+
+
+def _binding(decisions: list[Decision]) -> Decision:
+    """Of several counters, the one the caller is up against."""
+    refused = [d for d in decisions if not d.allowed]
+    if refused:
+        return max(refused, key=lambda d: d.reset)
+    return min(decisions, key=lambda d: (d.remaining, -d.reset))
+
+
+class _WarnEvery:
+    """Logs the cache being down at most once per interval per process, not per request."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._last is not None and now - self._last < self.seconds:
+                return
+            self._last = now
+        mode = "serving requests without limits (fail-open)" if settings.RATE_LIMIT_FAIL_OPEN else (
+            "refusing requests with 503 (fail-closed)"
+        )
+        logger.warning("rate-limit cache unavailable (%s: %s); %s", type(exc).__name__, exc, mode)
+
+    def reset(self) -> None:
+        self._last = None
+
+
+warn_cache_down = _WarnEvery(60.0)
+
+
+def check(
+    family: str,
+    *,
+    principal: Principal | None = None,
+    client_ip: str = "",
+    username: str | None = None,
+    webhook_id: str | None = None,
+) -> Decision | None:
+    """Spend one request of `family` from the caller's budget(s) and say whether it may go on.
+
+    `principal` is accounts.services.Principal (None when no credential was sent);
+    `client_ip` is from request_client_ip() or scope_client_ip(). Login passes the
+    `username` tried; the webhook family its `webhook_id`.
+
+    Returns the Decision (refused ones too: raise `decision.error()`), or None when
+    nothing was counted: limits are switched off, or the cache is down and the
+    deployment fails open. When it fails closed, raises ComboError 20003 (503).
+    """
+    budgets = budgets_for(
+        family, principal=principal, client_ip=client_ip, username=username, webhook_id=webhook_id
+    )
+    try:
+        decisions = [_spend(budget) for budget in budgets]
+    except ImproperlyConfigured:
+        raise
+    except Exception as exc:  # any cache failure: redis ConnectionError/TimeoutError, memcached, ...
+        warn_cache_down(exc)
+        if settings.RATE_LIMIT_FAIL_OPEN:
+            return None
+        raise ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN) from None
+    decisions = [d for d in decisions if d is not None]
+    return _binding(decisions) if decisions else None
+
+
+async def acheck(
+    family: str,
+    *,
+    principal: Principal | None = None,
+    client_ip: str = "",
+    username: str | None = None,
+    webhook_id: str | None = None,
+) -> Decision | None:
+    """check() for async callers (the completion stream): the cache call runs off the event loop."""
+    # Not thread-sensitive: no database work here, so it need not queue behind the ORM's thread.
+    return await sync_to_async(check, thread_sensitive=False)(
+        family, principal=principal, client_ip=client_ip, username=username, webhook_id=webhook_id
+    )
+
+
+def headers(decision: Decision | None) -> dict[str, str]:
+    """The X-RateLimit-* headers for a decision (and Retry-After when it was refused)."""
+    if decision is None:
+        return {}
+    result = {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": str(decision.reset),
+    }
+    if not decision.allowed:
+        result["Retry-After"] = str(decision.retry_after)
+    return result
+
+
+_FAMILY_DOCS = {
+    COMPLETIONS: ("POST /v1/combo/agents/{agent_id}/completions", "API key (JWT: user; none: client IP)"),
+    UPLOADS: ("POST /v1/combo/files", "API key (JWT: user; none: client IP)"),
+    DEFAULT: ("every other /v1 operation", "API key (JWT: user; none: client IP)"),
+    LOGIN: ("POST /v1/auth/token", "client IP, and separately the username tried"),
+    WEBHOOK: ("POST /v1/integrations/webhooks/{webhook_id}/events", "webhook"),
+}
+
+
+def markdown_table() -> str:
+    """This deployment's families and ceilings, for the OpenAPI description."""
+    lines = [
+        "Requests per minute; over the ceiling: HTTP 429, code 10090, `Retry-After`. "
+        "Counted responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and "
+        "`X-RateLimit-Reset` (seconds).",
+        "",
+        "| family | operations | per minute | counted per |",
+        "|---|---|---|---|",
+    ]
+    for family in FAMILIES:
+        operations, per = _FAMILY_DOCS[family]
+        lines.append(f"| {family} | {operations} | {settings.RATE_LIMITS[family]} | {per} |")
+    return "\n".join(lines)
