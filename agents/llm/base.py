@@ -10,7 +10,7 @@ package can be tested and benchmarked on its own.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from combo.errors import ComboError, ErrorCode
@@ -111,8 +111,10 @@ class Provider(abc.ABC):
 
     # Declared without `async` on purpose: an `async def` that yields is an
     # async generator function, and this is the type such a function has.
+    # An async generator (not just an iterator) so that a caller whose client
+    # went away can `aclose()` it and so release the upstream connection.
     @abc.abstractmethod
-    def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+    def stream(self, request: ChatRequest) -> AsyncGenerator[str | Usage, None]:
         """Yield text deltas, then at most one `Usage`; raise `LLMError` on failure."""
 
     async def complete(self, request: ChatRequest) -> tuple[str, Usage | None]:
@@ -126,5 +128,5 @@ class Provider(abc.ABC):
                 usage = piece
         return "".join(parts), usage
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release network resources; the default provider holds none."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from .base import ChatRequest, Passage, Provider, Usage
 
@@ -86,7 +86,7 @@ class OfflineProvider(Provider):
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | Usage, None]:
         text = compose_answer(request)
         for index, piece in enumerate(split_pieces(text)):
             if index:

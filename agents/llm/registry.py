@@ -52,6 +52,7 @@ def names() -> list[str]:
 
 
 def snapshot() -> tuple[dict[str, Provider], str]:
+    """The current table, for `restore()` (tests swap providers around a block)."""
     return dict(_providers), _default
 
 

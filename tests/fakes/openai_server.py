@@ -19,6 +19,9 @@ Behaviour is chosen by the request's `model`:
     fake-truncated              streams a few chunks, then ends the body
                                 cleanly without finish_reason or [DONE]
     fake-garbage                streams `data: {not json`
+    fake-nousage                streams normally but ignores stream_options
+                                (no usage chunk), like some older servers
+    fake-nostream               ignores `stream: true`: answers one JSON body
 
 `max_tokens` (or `max_completion_tokens`) caps the answer (finish_reason
 "length"). Endpoints: POST /v1/chat/completions (stream true or false) and
@@ -42,7 +45,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MODELS = [
@@ -53,6 +56,8 @@ MODELS = [
     "fake-cut",
     "fake-truncated",
     "fake-garbage",
+    "fake-nousage",
+    "fake-nostream",
     "fake-500",
     "fake-429",
     "fake-401",
@@ -88,6 +93,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # names lower-cased
     body: Any = None  # the parsed JSON body, if any
+    peer: str = ""  # the client's "host:port": one per connection
 
     @property
     def messages(self) -> list[dict]:
@@ -123,9 +129,7 @@ def _last_user_text(messages: list[dict]) -> str:
             if isinstance(content, str):
                 return " ".join(content.split())
             if isinstance(content, list):  # content parts
-                return " ".join(
-                    str(part.get("text", "")) for part in content if isinstance(part, dict)
-                ).strip()
+                return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict)).strip()
     return ""
 
 
@@ -172,9 +176,7 @@ class FakeOpenAIServer:
 
     async def start(self) -> int:
         # A deep backlog: benchmarks open hundreds of connections at once.
-        self._server = await asyncio.start_server(
-            self._handle, self.host, self.port, backlog=4096, limit=1 << 20
-        )
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096, limit=1 << 20)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -210,9 +212,7 @@ class FakeOpenAIServer:
             raise RuntimeError("already running in a thread")
         loop = asyncio.new_event_loop()
         self._loop = loop
-        self._thread = threading.Thread(
-            target=loop.run_forever, name=f"fake-openai-server-{id(self):x}", daemon=True
-        )
+        self._thread = threading.Thread(target=loop.run_forever, name=f"fake-openai-server-{id(self):x}", daemon=True)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=10)
         return self
@@ -241,6 +241,8 @@ class FakeOpenAIServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        peername = writer.get_extra_info("peername")
+        peer = f"{peername[0]}:{peername[1]}" if peername else ""
         try:
             while True:
                 try:
@@ -259,7 +261,7 @@ class FakeOpenAIServer:
                     headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length") or 0)
                 raw = await reader.readexactly(length) if length else b""
-                keep_open = await self._dispatch(reader, writer, method, target.split("?", 1)[0], headers, raw)
+                keep_open = await self._dispatch(reader, writer, method, target.split("?", 1)[0], headers, raw, peer)
                 if not keep_open or headers.get("connection", "").lower() == "close":
                     return
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -278,6 +280,7 @@ class FakeOpenAIServer:
         path: str,
         headers: dict[str, str],
         raw: bytes,
+        peer: str,
     ) -> bool:
         """Answer one request; False when the connection must not be reused."""
         body: Any = None
@@ -286,10 +289,10 @@ class FakeOpenAIServer:
                 body = json.loads(raw)
             except ValueError:
                 if self.record:
-                    self.requests.append(RecordedRequest(method, path, headers, raw.decode("utf-8", "replace")))
+                    self.requests.append(RecordedRequest(method, path, headers, raw.decode("utf-8", "replace"), peer))
                 return await self._send_error(writer, 400, "The request body is not valid JSON.", "invalid_json")
         if self.record:
-            self.requests.append(RecordedRequest(method, path, headers, body))
+            self.requests.append(RecordedRequest(method, path, headers, body, peer))
 
         if path.endswith("/models"):
             if method != "GET":
@@ -319,23 +322,25 @@ class FakeOpenAIServer:
             await reader.read()  # until the client gives up (or stop() cancels us)
             return False
 
-        messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+        raw_messages = body.get("messages")
+        messages: list[dict] = raw_messages if isinstance(raw_messages, list) else []
         limit = self.tokens
         for key in ("max_completion_tokens", "max_tokens"):
             if isinstance(body.get(key), int) and body[key] >= 0:
                 limit = min(limit, body[key])
         tokens = answer_tokens(_last_user_text(messages), limit)
         finish = "length" if limit < self.tokens else "stop"
+        prompt_tokens = _prompt_tokens(messages)
         usage = {
-            "prompt_tokens": _prompt_tokens(messages),
+            "prompt_tokens": prompt_tokens,
             "completion_tokens": len(tokens),
-            "total_tokens": _prompt_tokens(messages) + len(tokens),
+            "total_tokens": prompt_tokens + len(tokens),
         }
         self._counter += 1
         completion_id = f"chatcmpl-fake{self._counter:08d}"
         created = int(time.time())
 
-        if not body.get("stream"):
+        if not body.get("stream") or model == "fake-nostream":
             return await self._send_json(
                 writer,
                 200,
@@ -357,7 +362,7 @@ class FakeOpenAIServer:
                 },
             )
 
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        include_usage = model != "fake-nousage" and bool((body.get("stream_options") or {}).get("include_usage"))
         interval = self.slow_interval if model == "fake-slow" else self.interval
         return await self._stream(
             reader, writer, model, completion_id, created, tokens, finish, usage if include_usage else None, interval
@@ -389,11 +394,16 @@ class FakeOpenAIServer:
 
         writer.write(_SSE_HEAD + delta_event(b'{"role":"assistant","content":"","refusal":null}'))
         faulty = model in ("fake-stall", "fake-cut", "fake-truncated", "fake-garbage")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         for index, token in enumerate(tokens):
             if faulty and index == _PARTIAL_CHUNKS:
                 break
             if interval and index:
-                await asyncio.sleep(interval)
+                # Paced against the start, not the previous token, so that a
+                # busy loop does not stretch every answer (benchmarks measure
+                # the client, not this server's drift).
+                await asyncio.sleep(max(0.0, started + index * interval - loop.time()))
             writer.write(delta_event(b'{"content":%s}' % _dumps(token)))
             await writer.drain()
 

@@ -22,6 +22,14 @@ from accounts.models import User
 from agents.reaper import reap_interrupted
 
 
+def daphne_command(*, fd: int, verbosity: int) -> list[str]:
+    # No --proxy-headers: daphne would then take the left-most X-Forwarded-For
+    # from any client, so anyone could pick their own IP (and rate-limit budget).
+    # Combo reads that header itself, only from COMBO_TRUSTED_PROXIES
+    # (combo.ratelimit.client_ip); Django reads X-Forwarded-Proto (BEHIND_TLS_PROXY).
+    return [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", str(min(verbosity, 1)), "combo.asgi:application"]
+
+
 class Command(BaseCommand):
     help = "Serve the API, console, admin and streams with daphne, plus the task worker and the reaper."
 
@@ -45,17 +53,8 @@ class Command(BaseCommand):
         fd = listener.fileno()
 
         children: list[subprocess.Popen] = []
-        # No --proxy-headers: daphne would then take the left-most X-Forwarded-For
-        # from any client, so anyone could pick their own IP (and rate-limit budget).
-        # Combo reads that header itself, only from COMBO_TRUSTED_PROXIES
-        # (combo.ratelimit.client_ip); Django reads X-Forwarded-Proto (BEHIND_TLS_PROXY).
         for _ in range(max(1, workers)):
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", str(min(verbosity, 1)), "combo.asgi:application"],
-                    pass_fds=(fd,),
-                )
-            )
+            children.append(subprocess.Popen(daphne_command(fd=fd, verbosity=verbosity), pass_fds=(fd,)))
         listener.close()  # the children hold it now
         if not no_worker:
             children.append(subprocess.Popen([sys.executable, "manage.py", "db_worker", "-v", "0"]))
