@@ -252,6 +252,9 @@ LOGGING = {
     "loggers": {
         # Django's request logger would print tracebacks for 4xx noise; ours logs 5xx.
         "django.request": {"level": "ERROR", "handlers": ["console"], "propagate": False},
+        # httpx logs every request's full URL at INFO; webhook callback URLs (Slack-style)
+        # can carry their receiver's token in the path or query.
+        "httpx": {"level": "WARNING"},
     },
 }
 
