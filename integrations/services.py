@@ -381,13 +381,15 @@ def delivery_run(*, delivery_id: str) -> str:
     if not claimed:
         # Already run (a task delivered twice) or gone: nothing runs twice.
         return "skipped"
-    delivery = WebhookDelivery.objects.select_related("webhook", "webhook__owner").get(id=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("webhook", "webhook__owner", "session").get(id=delivery_id)
     webhook = delivery.webhook
+    # The agent the event was accepted for (its session's), even if the webhook was re-pointed since.
+    agent_id = delivery.session.agent_id if delivery.session else webhook.agent_id
     error: ComboError | None = None
     outcome: dict = {}
     try:
         prepared, run = complete_sync(
-            owner=webhook.owner, agent_id=webhook.agent_id, question=delivery.question, session_id=delivery.session_id
+            owner=webhook.owner, agent_id=agent_id, question=delivery.question, session_id=delivery.session_id
         )
     except ComboError as exc:
         error = exc
@@ -533,10 +535,14 @@ def delivery_send_attempt(*, delivery_id: str, generation: int, try_index: int, 
     with transaction.atomic():
         # Lock the delivery so attempt numbers and the cycle check cannot race a redeliver.
         current = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
-        if current.callback_generation != generation:
-            return "superseded"
+        superseded = current.callback_generation != generation
+        if superseded and attempt.outcome == DeliveryAttempt.Outcome.RETRY:
+            # A redeliver started a newer cycle while this request was in flight: it owns the retries.
+            attempt.outcome, attempt.next_retry_at = DeliveryAttempt.Outcome.FAILED, None
         attempt.number = (current.attempts.aggregate(n=Max("number"))["n"] or 0) + 1
         attempt.save()
+        if superseded:
+            return "superseded"
         if attempt.outcome == DeliveryAttempt.Outcome.DELIVERED:
             current.callback_status = WebhookDelivery.CallbackStatus.DELIVERED
             current.delivered_at = attempt.attempted_at

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -104,6 +105,7 @@ class Receiver:
     """A real HTTP server on 127.0.0.1 answering with `statuses` in turn (the last one repeats)."""
 
     statuses: list[int] = field(default_factory=lambda: [200])
+    delay: float = 0.0  # seconds to wait before answering
     received: list[Received] = field(default_factory=list)
     url: str = ""
 
@@ -122,6 +124,8 @@ def receiver():
             body = self.rfile.read(length)
             state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             code = state.next_status()
+            if state.delay:
+                time.sleep(state.delay)
             reply = json.dumps({"ok": code < 300}).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")

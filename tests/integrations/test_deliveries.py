@@ -134,6 +134,29 @@ def test_connection_errors_are_retried(allow_loopback, make_webhook, post_event,
     assert all(a.error.startswith("Could not connect") for a in attempts)
 
 
+def test_a_receiver_slower_than_the_timeout_is_retried(allow_loopback, receiver, make_webhook, post_event, drain, settings):
+    settings.COMBO_WEBHOOK_DELIVERY_TIMEOUT = 0.2
+    settings.COMBO_WEBHOOK_RETRY_DELAYS = [0.0]
+    receiver.delay = 0.5
+    hook = make_webhook(callback_url=receiver.url)
+    delivery = _event(post_event, hook)
+    drain()
+    attempts = list(delivery.attempts.all())
+    assert [(a.outcome, a.status_code, a.error) for a in attempts] == [
+        ("retry", None, "No answer within 0.2 seconds."), ("failed", None, "No answer within 0.2 seconds."),
+    ]
+    assert all(a.latency_ms >= 200 for a in attempts)
+
+
+def test_only_the_start_of_a_receivers_answer_is_kept(allow_loopback, receiver, make_webhook, post_event, drain):
+    hook = make_webhook(callback_url=receiver.url)
+    delivery = _event(post_event, hook)
+    drain()
+    attempt = delivery.attempts.get()
+    assert attempt.response_excerpt == '{"ok": true}'
+    assert receiver.received[0].headers["accept-encoding"] == "identity"
+
+
 def test_retries_wait_with_exponential_backoff_and_jitter(allow_loopback, receiver, make_webhook, post_event, drain, settings):
     settings.COMBO_WEBHOOK_RETRY_DELAYS = [60.0, 120.0]
     settings.COMBO_WEBHOOK_RETRY_JITTER = 0.2
