@@ -334,3 +334,13 @@ def test_an_accepted_event_is_answered_by_the_agent_it_was_accepted_for(make_web
     delivery = WebhookDelivery.objects.get(id=body["data"]["delivery_id"])
     assert delivery.status == "succeeded" and delivery.session.agent_id == alice_agent.id
     assert "Be brief" not in delivery.answer
+
+
+def test_an_unreadable_secret_is_a_server_fault_not_a_refusal(make_webhook, post_event, settings, caplog):
+    # The operator changed SECRET_KEY with no COMBO_WEBHOOK_ENCRYPTION_KEY: Combo is at fault, not the sender.
+    hook = make_webhook()
+    settings.SECRET_KEY = "changed by the operator"
+    status, body, _ = post_event(hook.id, {"question": "hi"}, secret=hook.secret)
+    assert (status, body["code"]) == (500, 20001) and "rotate" in body["message"]
+    assert not WebhookDelivery.objects.exists()
+    assert "cannot be decrypted" in caplog.text and hook.secret not in caplog.text
