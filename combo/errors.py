@@ -58,6 +58,11 @@ class ErrorCode(enum.Enum):
     WEBHOOK_DISABLED = ErrorInfo(10145, 403, "webhook_disabled", "This webhook is disabled.")
     EVENT_NOT_JSON = ErrorInfo(10146, 400, "event_not_json", "The event body is not a JSON object.")
     CALLBACK_URL_REFUSED = ErrorInfo(10147, 400, "callback_url_refused", "The callback URL points to a refused address.")
+    EVENT_QUESTION_EMPTY = ErrorInfo(
+        10148, 400, "event_question_empty",
+        "The event gave no question: the webhook's template rendered empty, or (without a template) "
+        "the payload has no top-level 'question' string.",
+    )
     # --- 2xxxx: Combo is at fault ------------------------------------------
     INTERNAL_ERROR = ErrorInfo(20001, 500, "internal_error", "Something went wrong on our side.")
     SERVICE_UNAVAILABLE = ErrorInfo(20002, 503, "service_unavailable", "A dependency of this service is down.")

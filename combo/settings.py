@@ -200,6 +200,9 @@ REST_FRAMEWORK = {
 # Bodies: JSON is capped at 1 MB; uploads have their own limit (knowledge).
 API_MAX_JSON_BYTES = envint("API_MAX_JSON_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_JSON_BYTES
+# Endpoints that enforce their own body limit and must see what they refuse:
+# webhook events record every refused call as a delivery (integrations app).
+API_OWN_BODY_LIMIT_PATHS = [r"^/v1/integrations/webhooks/[^/]+/events$"]
 API_PAGE_SIZE_DEFAULT = 20
 API_PAGE_SIZE_MAX = 100
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -218,6 +221,10 @@ SPECTACULAR_SETTINGS = {
         "combo.api.openapi.postprocess_envelope",
     ],
     "SERVERS": [{"url": "/", "description": "This deployment"}],
+    # Several models have a "status"; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookDeliveryStatusEnum": "integrations.models.WebhookDelivery.Status",
+    },
 }
 
 # --- Rate limits (docs/rate-limits.md) --------------------------------------
@@ -281,6 +288,9 @@ LOGGING = {
     "loggers": {
         # Django's request logger would print tracebacks for 4xx noise; ours logs 5xx.
         "django.request": {"level": "ERROR", "handlers": ["console"], "propagate": False},
+        # httpx logs every request's full URL at INFO; webhook callback URLs (Slack-style)
+        # can carry their receiver's token in the path or query.
+        "httpx": {"level": "WARNING"},
     },
 }
 
@@ -303,3 +313,29 @@ COMBO_SHUTDOWN_GRACE_SECONDS = envfloat("COMBO_SHUTDOWN_GRACE_SECONDS", 10.0)
 # An answer still in_progress after this long belongs to a process that died.
 COMBO_REAPER_TIMEOUT_SECONDS = envint("COMBO_REAPER_TIMEOUT_SECONDS", 900, minimum=1)
 COMBO_REAPER_INTERVAL_SECONDS = envint("COMBO_REAPER_INTERVAL_SECONDS", 60, minimum=1)
+
+# --- Integrations: webhooks (docs/webhooks.md) ------------------------------
+# Webhook secrets are stored encrypted (Fernet). The key is derived from this
+# value when set, else from SECRET_KEY; secrets encrypted under the SECRET_KEY
+# derivation stay readable after an explicit key is introduced.
+COMBO_WEBHOOK_ENCRYPTION_KEY = envsecret("COMBO_WEBHOOK_ENCRYPTION_KEY")
+# After a rotation the previous secret stays valid this long, so senders can switch.
+COMBO_WEBHOOK_SECRET_GRACE_HOURS = envint("COMBO_WEBHOOK_SECRET_GRACE_HOURS", 24, minimum=0)
+# Inbound event bodies above this size are refused (413) and recorded.
+COMBO_WEBHOOK_MAX_BODY_BYTES = envint("COMBO_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# The timestamped signature form is refused when `t` is further than this from now.
+COMBO_WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = envint("COMBO_WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300, minimum=1)
+# A repeated X-Combo-Delivery within this window replays the original result.
+COMBO_WEBHOOK_IDEMPOTENCY_HOURS = envint("COMBO_WEBHOOK_IDEMPOTENCY_HOURS", 24, minimum=1)
+# Result deliveries: per-attempt timeout, and the pauses before each retry
+# (seconds; exponential, capped at 30 min: 7 attempts over about an hour),
+# each stretched or shrunk by up to COMBO_WEBHOOK_RETRY_JITTER (a fraction).
+COMBO_WEBHOOK_DELIVERY_TIMEOUT = envfloat("COMBO_WEBHOOK_DELIVERY_TIMEOUT", 10.0)
+COMBO_WEBHOOK_RETRY_DELAYS = [
+    float(value) for value in envlist("COMBO_WEBHOOK_RETRY_DELAYS", ["60", "120", "240", "480", "960", "1800"])
+]
+COMBO_WEBHOOK_RETRY_JITTER = envfloat("COMBO_WEBHOOK_RETRY_JITTER", 0.2)
+# Callback URLs may not reach loopback, private, link-local, reserved or cloud
+# metadata addresses, unless the host name or a CIDR containing the address is
+# listed here (on-premises receivers), e.g. "ci.internal,10.20.0.0/16".
+COMBO_WEBHOOK_ALLOWED_HOSTS = envlist("COMBO_WEBHOOK_ALLOWED_HOSTS", [])

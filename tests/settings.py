@@ -11,3 +11,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast use
 
 # Test-only views (a deprecated operation, a crashing view) sit beside the product's URLs.
 ROOT_URLCONF = "tests.urls"
+
+# Webhook result retries: the product's schedule spreads 7 attempts over about
+# an hour; tests keep the number of attempts and retry at once.
+COMBO_WEBHOOK_RETRY_DELAYS = [0.0] * 6
+COMBO_WEBHOOK_DELIVERY_TIMEOUT = 5.0

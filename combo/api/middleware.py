@@ -66,8 +66,14 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
 
     _EXEMPT = ("/v1/openapi.json", "/v1/docs")
 
+    def __init__(self, get_response):
+        super().__init__(get_response)
+        self._own_limit = [re.compile(pattern) for pattern in settings.API_OWN_BODY_LIMIT_PATHS]
+
     def process_request(self, request):
         if not is_api_path(request.path):
+            return None
+        if any(pattern.match(request.path) for pattern in self._own_limit):
             return None
         length = request.META.get("CONTENT_LENGTH") or "0"
         content_type = request.META.get("CONTENT_TYPE", "")

@@ -18,6 +18,7 @@ _ERROR_DESCRIPTIONS = {
     "401": "Missing, invalid, revoked or expired credential (10010-10014).",
     "403": "Forbidden (10030, 10031).",
     "404": "Not found, or owned by someone else (10040).",
+    "409": "Conflicts with the current state (10060).",
     "405": "Method not allowed (10050).",
     "413": "Request body too large (10070).",
     "415": "Unsupported Content-Type (10003).",
@@ -73,16 +74,22 @@ class EnvelopeAutoSchema(AutoSchema):
             statuses.append("404")
         if self.method in ("POST", "PATCH", "PUT"):
             statuses += ["413", "415"]
-        statuses += list(getattr(self.view, "extra_error_statuses", []))
+        # A view adds statuses of its own: a list, or a dict of lists per viewset action.
+        extra = getattr(self.view, "extra_error_statuses", [])
+        if isinstance(extra, dict):
+            extra = extra.get(getattr(self.view, "action", None), [])
+        statuses += list(extra)
         return sorted(set(statuses))
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
+        # A view may say more precisely what a status means for it (`error_descriptions`).
+        descriptions = {**_ERROR_DESCRIPTIONS, **getattr(self.view, "error_descriptions", {})}
         for status in self.get_error_statuses():
             responses.setdefault(
                 status,
                 {
-                    "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
+                    "description": descriptions.get(status, "Error"),
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
                 },
             )

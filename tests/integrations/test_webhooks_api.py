@@ -1,0 +1,159 @@
+"""/v1/integrations/webhooks: create, list, read, update, delete, rotate-secret; owner-scoped."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from integrations import vault
+from integrations.models import Webhook
+
+WEBHOOKS = "/v1/integrations/webhooks"
+
+
+def test_it_creates_a_webhook_and_shows_the_secret_once(api, alice, alice_agent):
+    status, body, _ = api.post(
+        WEBHOOKS,
+        {"name": "PR reviews", "agent_id": str(alice_agent.id), "question_template": "Review {{ pull_request.title }}"},
+        auth=alice.key_auth,
+    )
+    assert status == 201 and body["code"] == 0
+    data = body["data"]
+    secret = data["secret"]
+    assert secret.startswith("whsec_") and len(secret) >= 6 + 43  # 32 random bytes, base64url
+    assert data["secret_hint"] == secret[-4:]
+    assert data["enabled"] is True and data["require_timestamp"] is False and data["callback_url"] == ""
+    assert data["events_url"] == f"http://testserver/v1/integrations/webhooks/{data['id']}/events"
+
+    stored = Webhook.objects.get(id=data["id"])
+    assert stored.owner == alice.user and stored.agent == alice_agent
+    # Encrypted at rest: the plain secret is nowhere in the row, yet it decrypts.
+    assert secret not in stored.secret_encrypted and vault.decrypt(stored.secret_encrypted) == secret
+
+    status, read, _ = api.get(f"{WEBHOOKS}/{data['id']}", auth=alice.key_auth)
+    assert status == 200 and "secret" not in read["data"] and read["data"]["secret_hint"] == secret[-4:]
+    status, listed, _ = api.get(WEBHOOKS, auth=alice.jwt_auth)
+    assert [item["id"] for item in listed["data"]["items"]] == [data["id"]]
+    assert listed["data"]["next_cursor"] is None
+    assert secret not in str(listed) and secret not in str(read)
+
+
+def test_two_webhooks_get_different_random_ids_and_secrets(make_webhook):
+    one, two = make_webhook(), make_webhook()
+    assert one.id != two.id and one.secret != two.secret
+
+
+def test_it_refuses_unknown_fields_and_a_missing_name(api, alice, alice_agent):
+    status, body, _ = api.post(WEBHOOKS, {"name": "x", "agent_id": str(alice_agent.id), "secret": "mine"}, auth=alice.key_auth)
+    assert status == 400 and body["code"] == 10001 and body["data"]["errors"] == {"secret": ["Unknown field."]}
+    status, body, _ = api.post(WEBHOOKS, {"agent_id": str(alice_agent.id)}, auth=alice.key_auth)
+    assert status == 400 and body["code"] == 10001 and set(body["data"]["errors"]) == {"name"}
+    assert Webhook.objects.count() == 0
+
+
+def test_it_refuses_a_template_with_code_like_placeholders(api, alice, alice_agent):
+    status, body, _ = api.post(
+        WEBHOOKS,
+        {"name": "x", "agent_id": str(alice_agent.id), "question_template": "{{ title|upper }} {{ 7*7 }}"},
+        auth=alice.key_auth,
+    )
+    assert status == 400 and body["code"] == 10001
+    assert "{{ title|upper }}" in body["data"]["errors"]["question_template"][0]
+    assert Webhook.objects.count() == 0
+
+
+def test_it_updates_with_patch(make_webhook, api, alice, alice_agent):
+    hook = make_webhook()
+    other = type(alice_agent).objects.create(owner=alice.user, name="Second")
+    status, body, _ = api.patch(
+        f"{WEBHOOKS}/{hook.id}",
+        {"name": "Renamed", "enabled": False, "require_timestamp": True, "agent_id": str(other.id)},
+        auth=alice.key_auth,
+    )
+    assert status == 200 and body["data"]["name"] == "Renamed" and body["data"]["agent_id"] == str(other.id)
+    assert "secret" not in body["data"]
+    stored = Webhook.objects.get(id=hook.id)
+    assert (stored.name, stored.enabled, stored.require_timestamp, stored.agent_id) == ("Renamed", False, True, other.id)
+
+
+def test_the_secret_cannot_be_patched(make_webhook, api, alice):
+    hook = make_webhook()
+    before = Webhook.objects.get(id=hook.id).secret_encrypted
+    status, body, _ = api.patch(f"{WEBHOOKS}/{hook.id}", {"secret": "whsec_mine"}, auth=alice.key_auth)
+    assert status == 400 and body["data"]["errors"] == {"secret": ["Unknown field."]}
+    assert Webhook.objects.get(id=hook.id).secret_encrypted == before
+
+
+def test_it_deletes(make_webhook, api, alice):
+    hook = make_webhook()
+    status, _, _ = api.delete(f"{WEBHOOKS}/{hook.id}", auth=alice.key_auth)
+    assert status == 204
+    assert not Webhook.objects.filter(id=hook.id).exists()
+    status, body, _ = api.get(f"{WEBHOOKS}/{hook.id}", auth=alice.key_auth)
+    assert status == 404 and body["code"] == 10040
+
+
+def test_rotation_returns_a_new_secret_and_keeps_the_old_one_for_the_grace_period(make_webhook, api, alice):
+    hook = make_webhook()
+    status, body, _ = api.post(f"{WEBHOOKS}/{hook.id}/rotate-secret", auth=alice.key_auth)
+    assert status == 200
+    new = body["data"]["secret"]
+    assert new != hook.secret and new.startswith("whsec_") and body["data"]["secret_hint"] == new[-4:]
+    expires = body["data"]["previous_secret_expires_at"]
+    stored = Webhook.objects.get(id=hook.id)
+    assert vault.decrypt(stored.secret_encrypted) == new
+    assert vault.decrypt(stored.previous_secret_encrypted) == hook.secret
+    assert abs(stored.previous_secret_expires_at - (timezone.now() + timedelta(hours=24))) < timedelta(minutes=1)
+    assert expires is not None
+
+
+def test_rotation_with_zero_grace_retires_the_old_secret_at_once(make_webhook, api, alice):
+    hook = make_webhook()
+    status, body, _ = api.post(f"{WEBHOOKS}/{hook.id}/rotate-secret", {"grace_hours": 0}, auth=alice.key_auth)
+    assert status == 200 and body["data"]["previous_secret_expires_at"] is None
+    stored = Webhook.objects.get(id=hook.id)
+    assert stored.previous_secret_encrypted == "" and stored.previous_secret_expires_at is None
+
+
+def test_it_needs_a_credential(api, db):
+    status, body, _ = api.get(WEBHOOKS)
+    assert status == 401 and body["code"] == 10010
+
+
+# --- ownership ------------------------------------------------------------------
+
+
+def test_bob_sees_none_of_alices_webhooks(make_webhook, api, bob):
+    hook = make_webhook()
+    status, body, _ = api.get(WEBHOOKS, auth=bob.key_auth)
+    assert status == 200 and body["data"]["items"] == []
+    for method, path, payload in [
+        ("GET", f"{WEBHOOKS}/{hook.id}", None),
+        ("PATCH", f"{WEBHOOKS}/{hook.id}", {"name": "mine now"}),
+        ("DELETE", f"{WEBHOOKS}/{hook.id}", None),
+        ("POST", f"{WEBHOOKS}/{hook.id}/rotate-secret", None),
+        ("GET", f"{WEBHOOKS}/{hook.id}/deliveries", None),
+    ]:
+        status, body, _ = api.call(method, path, payload, auth=bob.key_auth)
+        assert (status, body["code"]) == (404, 10040), (method, path)
+    stored = Webhook.objects.get(id=hook.id)
+    assert stored.name == "CI" and vault.decrypt(stored.secret_encrypted) == hook.secret
+
+
+def test_a_malformed_id_is_a_404(api, alice):
+    status, body, _ = api.get(f"{WEBHOOKS}/not-a-uuid", auth=alice.key_auth)
+    assert status == 404 and body["code"] == 10040
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_alice_cannot_point_a_webhook_at_bobs_agent(method, make_webhook, api, alice, bob_agent):
+    if method == "POST":
+        status, body, _ = api.post(WEBHOOKS, {"name": "x", "agent_id": str(bob_agent.id)}, auth=alice.key_auth)
+        assert Webhook.objects.count() == 0
+    else:
+        hook = make_webhook()
+        status, body, _ = api.patch(f"{WEBHOOKS}/{hook.id}", {"agent_id": str(bob_agent.id)}, auth=alice.key_auth)
+        assert Webhook.objects.get(id=hook.id).agent.owner == alice.user
+    # The same answer as for an agent id that does not exist: nothing leaks.
+    assert status == 400 and body["code"] == 10001
+    assert body["data"]["errors"] == {"agent_id": ["No agent with this id."]}
