@@ -29,7 +29,7 @@ from agents.completions import END, CompletionRun, Prepared, completion_prepare
 from agents.serializers import CompletionRequestSerializer
 from combo.api.envelope import error_body, success
 from combo.api.exceptions import _classify
-from combo import shutdown
+from combo import ratelimit, shutdown
 from combo.api.middleware import new_request_id
 from combo.errors import ComboError, ErrorCode
 
@@ -56,12 +56,20 @@ def _error_reply(error: ComboError, request_id: str, headers: dict[str, str] | N
     return Reply(status=error.error.status, headers=out, body=_json(body))
 
 
-def _authorize_and_prepare(authorization: str | None, body: bytes, agent_id: str):
-    """The whole pre-stream step, in one thread hop: auth, limits, validation, database."""
+def _authorize_and_prepare(authorization: str | None, body: bytes, agent_id: str, client_ip: str):
+    """The whole pre-stream step, in one thread hop: auth, limits, validation, database.
+
+    The completions budget is spent after authentication and before validation,
+    as the DRF throttle does for every other operation (docs/rate-limits.md);
+    a stream counts once, when it starts.
+    """
     principal: Principal | None = authenticate_bearer(authorization)
     if principal is None:
         raise ComboError(ErrorCode.UNAUTHENTICATED)
-    limit_headers = check_rate_limit(principal)
+    decision = ratelimit.check(ratelimit.COMPLETIONS, principal=principal, client_ip=client_ip)
+    if decision is not None and not decision.allowed:
+        raise decision.error()
+    limit_headers = ratelimit.headers(decision)
     try:
         payload = json.loads(body.decode("utf-8")) if body.strip() else {}
     except (UnicodeDecodeError, ValueError) as exc:
@@ -84,13 +92,8 @@ def _validation_error(errors):
     return ValidationError(errors)
 
 
-def check_rate_limit(principal: Principal) -> dict[str, str]:
-    """The completions family's budget; returns the X-RateLimit-* headers to send."""
-    return {}
-
-
 async def handle_completion(
-    *, method: str, headers: Mapping[str, str], body: bytes, agent_id: str, request_id: str
+    *, method: str, headers: Mapping[str, str], body: bytes, agent_id: str, request_id: str, client_ip: str
 ) -> Reply:
     if method != "POST":
         return _error_reply(ComboError(ErrorCode.METHOD_NOT_ALLOWED), request_id, {"Allow": "POST"})
@@ -107,7 +110,7 @@ async def handle_completion(
         )
     try:
         prepared, stream, limit_headers = await sync_to_async(_authorize_and_prepare)(
-            headers.get("authorization"), body, agent_id
+            headers.get("authorization"), body, agent_id, client_ip
         )
     except ComboError as exc:
         return _error_reply(exc, request_id)
@@ -115,8 +118,9 @@ async def handle_completion(
         logger.exception("completion request failed before streaming")
         return _error_reply(ComboError(ErrorCode.INTERNAL_ERROR), request_id)
 
-    run = CompletionRun(prepared).start()
+    run = CompletionRun(prepared)
     if not stream:
+        run.start()
         await run.wait()
         if run.error is not None:
             return _error_reply(
@@ -153,6 +157,10 @@ def _frame(event: str, data: dict) -> bytes:
 
 
 async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) -> AsyncIterator[bytes]:
+    # Started here, in the loop that sends the stream: under daphne that is the
+    # server's loop; under a sync server Django drains the stream in a loop of
+    # its own, and a task started in the view's (by then closed) loop would die.
+    run.start()
     heartbeat = settings.COMBO_SSE_HEARTBEAT_SECONDS
     queue = run.queue
     finished = False
@@ -212,7 +220,8 @@ async def completions_asgi(scope, receive, send):
         reply = _error_reply(ComboError(ErrorCode.PAYLOAD_TOO_LARGE), request_id)
     else:
         reply = await handle_completion(
-            method=scope["method"], headers=headers, body=body, agent_id=agent_id, request_id=request_id
+            method=scope["method"], headers=headers, body=body, agent_id=agent_id, request_id=request_id,
+            client_ip=ratelimit.scope_client_ip(scope),
         )
     out_headers = [(b"x-request-id", request_id.encode())]
     out_headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in reply.headers.items()]
@@ -251,7 +260,8 @@ async def completions_view(request, agent_id):
     request_id = getattr(request, "request_id", None) or new_request_id(request.headers.get("X-Request-Id"))
     headers = {k.lower(): v for k, v in request.headers.items()}
     reply = await handle_completion(
-        method=request.method, headers=headers, body=request.body, agent_id=str(agent_id), request_id=request_id
+        method=request.method, headers=headers, body=request.body, agent_id=str(agent_id), request_id=request_id,
+        client_ip=ratelimit.request_client_ip(request),
     )
     if reply.stream is not None:
         response = StreamingHttpResponse(reply.stream, status=reply.status)

@@ -81,6 +81,9 @@ class Api:
             kwargs["data"] = json.dumps(body)
             kwargs["content_type"] = content_type
         response = getattr(self.client, method.lower())(path, **kwargs)
+        if getattr(response, "streaming", False):
+            response.streamed = b"".join(response)  # SSE: Django drains an async stream in one loop
+            return response.status_code, None, response
         try:
             envelope = json.loads(response.content)
         except ValueError:
