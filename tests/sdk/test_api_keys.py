@@ -3,7 +3,6 @@
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from combo_sdk import ApiKey, AuthenticationError, ComboAgent, PermissionDeniedError
 
 

@@ -3,7 +3,6 @@
 import asyncio
 
 import pytest
-
 from combo_sdk import (
     AsyncComboAgent,
     AsyncCursor,
@@ -18,6 +17,7 @@ from combo_sdk import (
     UpstreamError,
     ValidationError,
 )
+
 from tests.sdk.conftest import BUILTIN, NO_MODEL_NOTICE, askip_if_route_missing
 
 QUESTION = "Review this PR for me"

@@ -4,7 +4,6 @@ import time
 
 import httpx
 import pytest
-
 from combo_sdk import (
     ComboAgent,
     Completion,
@@ -14,6 +13,7 @@ from combo_sdk import (
     StreamIncompleteError,
     UpstreamError,
 )
+
 from tests.sdk.conftest import NO_MODEL_NOTICE
 
 QUESTION = "What does this change break?"

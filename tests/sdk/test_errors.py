@@ -2,7 +2,6 @@
 
 import httpx
 import pytest
-
 from combo_sdk import (
     AuthenticationError,
     ClientError,

@@ -5,12 +5,9 @@ every method; 502/503/504 and broken connections only for GET and DELETE;
 never another POST, and never a stream that has started.
 """
 
-import asyncio
-import socket
 import time
 
 import pytest
-
 from combo_sdk import (
     APIConnectionError,
     AsyncComboAgent,
@@ -20,6 +17,7 @@ from combo_sdk import (
     StreamIncompleteError,
 )
 from combo_sdk._retry import RetryPolicy, parse_retry_after
+
 from tests.sdk.conftest import Reply, envelope, free_port
 
 AGENT = {"id": "a1", "name": "Reviewer"}

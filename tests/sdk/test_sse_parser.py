@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from combo_sdk import DoneEvent, ErrorEvent, MessageEvent, SSEDecoder, StreamEvent
 from combo_sdk._streaming import parse_event
 

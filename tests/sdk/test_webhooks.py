@@ -10,7 +10,6 @@ import time
 
 import httpx
 import pytest
-
 from combo_sdk import ComboAgent, SignatureVerificationError, Webhooks, signatures
 
 GITHUB_SECRET = "It's a Secret to Everybody"
@@ -159,6 +158,7 @@ def test_the_server_accepts_an_event_signed_by_the_sdk(live, webhooks_api, agent
 def test_the_sdk_verifies_a_delivery_signed_by_the_server(live, webhooks_api, agent, scripted):
     """Combo POSTs the run's result to the callback URL; the SDK verifies Combo's signature."""
     from combo_sdk import ValidationError
+
     from tests.sdk.conftest import Reply
 
     receiver = scripted(Reply(200, {"ok": True}))

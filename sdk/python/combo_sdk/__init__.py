@@ -13,7 +13,7 @@ from . import signatures
 from ._async_client import AsyncComboAgent, AsyncCursor
 from ._base import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 from ._client import ComboAgent, SyncCursor, Webhooks
-from ._streaming import AsyncStream, SSEDecoder, ServerSentEvent, Stream
+from ._streaming import AsyncStream, ServerSentEvent, SSEDecoder, Stream
 from ._version import __version__
 from .errors import (
     APIConnectionError,

@@ -11,7 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any, AsyncIterator, Dict, Generic, List, Mapping, Optional, TypeVar, Union, overload
+from typing import (
+    Any,
+    AsyncIterator,
+    Dict,
+    Generator,
+    Generic,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
 
 import httpx
 
@@ -33,12 +46,19 @@ from ._base import (
     raise_for_error,
 )
 from ._streaming import AsyncStream
-from .types import Agent, ApiKey, Completion, File, LLMConfig, Message, Page, Session, Token, Webhook, WebhookDelivery
-
-try:
-    from typing import Literal
-except ImportError:  # pragma: no cover
-    from typing_extensions import Literal  # type: ignore
+from .types import (
+    Agent,
+    ApiKey,
+    Completion,
+    File,
+    LLMConfig,
+    Message,
+    Page,
+    Session,
+    Token,
+    Webhook,
+    WebhookDelivery,
+)
 
 __all__ = [
     "AsyncComboAgent",
@@ -59,7 +79,7 @@ T = TypeVar("T")
 class AsyncCursor(Generic[T]):
     """An async iterator over every item of a list, following `next_cursor` page by page."""
 
-    def __init__(self, client: "AsyncComboAgent", request: PageRequest) -> None:
+    def __init__(self, client: "AsyncComboAgent", request: "PageRequest[T]") -> None:
         self._client = client
         self._request = request
         self._items: Optional[AsyncIterator[T]] = None
@@ -201,7 +221,7 @@ class AsyncCompletions(_AsyncResource):
         stream: bool = False,
     ) -> Union[Completion, AsyncStream]:
         """See `ComboAgent.completions.create()`; with `stream=True`, an `AsyncStream`."""
-        return await self._client._run(
+        result: Union[Completion, AsyncStream] = await self._client._run(
             ops.completion_create(
                 self._client._session_agents,
                 question=question,
@@ -210,6 +230,7 @@ class AsyncCompletions(_AsyncResource):
                 stream=stream,
             )
         )
+        return result
 
 
 class AsyncFiles(_AsyncResource):
@@ -400,6 +421,12 @@ class AsyncComboAgent:
 
     # --- running operations ---------------------------------------------------
 
+    @overload
+    async def _run(self, operation: "APIRequest[T]") -> T: ...
+
+    @overload
+    async def _run(self, operation: "Generator[Any, Any, T]") -> T: ...
+
     async def _run(self, operation: Any) -> Any:
         if isinstance(operation, APIRequest):
             return await self._execute(operation)
@@ -419,17 +446,17 @@ class AsyncComboAgent:
         except StopIteration as stop:
             return stop.value
 
-    def _paginate(self, request: PageRequest) -> AsyncCursor[Any]:
+    def _paginate(self, request: "PageRequest[T]") -> "AsyncCursor[T]":
         return AsyncCursor(self, request)
 
-    async def _execute(self, request: APIRequest) -> Any:
+    async def _execute(self, request: "APIRequest[Any]") -> Any:
         response = await self._send(request)
         if request.stream:
             return AsyncStream(response, on_done=request.on_done)
         data = parse_data(response)
         return request.cast(data) if request.cast is not None else data
 
-    async def _send(self, request: APIRequest) -> httpx.Response:
+    async def _send(self, request: "APIRequest[Any]") -> httpx.Response:
         policy = self._config.retry
         attempt = 0
         while True:

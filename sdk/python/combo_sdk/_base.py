@@ -12,14 +12,31 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Generator, Mapping, Optional, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generator,
+    Generic,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+    Union,
+)
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from ._retry import RetryPolicy, parse_retry_after
 from ._version import __version__
-from .errors import APIConnectionError, APITimeoutError, ComboAPIError, error_from_envelope
+from .errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ComboAPIError,
+    error_from_envelope,
+)
 
 DEFAULT_BASE_URL = "http://localhost:9380/v1"
 DEFAULT_MAX_RETRIES = 2
@@ -29,6 +46,7 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 
 TimeoutTypes = Union[float, httpx.Timeout, None]
+T = TypeVar("T")
 
 
 class _NotGiven:
@@ -63,7 +81,7 @@ def drop_none(values: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 @dataclass
-class APIRequest:
+class APIRequest(Generic[T]):
     """One HTTP call: `cast` turns the envelope's `data` into the return value."""
 
     method: str
@@ -72,19 +90,19 @@ class APIRequest:
     json: Any = None
     files: Any = None
     data: Optional[Dict[str, Any]] = None
-    cast: Optional[Callable[[Any], Any]] = None
+    cast: Optional[Callable[[Any], T]] = None
     stream: bool = False
     authenticated: bool = True
     on_done: Optional[Callable[[Any], None]] = None  # streams: called with the DoneEvent
 
 
 @dataclass
-class PageRequest:
+class PageRequest(Generic[T]):
     """A cursor-paginated list; `items_key` picks the page out of `data` when it is nested."""
 
     path: str
     params: Dict[str, Any] = field(default_factory=dict)
-    cast: Optional[Callable[[Any], Any]] = None
+    cast: Optional[Callable[[Any], T]] = None
     items_key: Optional[str] = None
 
 
@@ -93,7 +111,8 @@ class Sleep:
     seconds: float
 
 
-Operation = Generator[Union[APIRequest, Sleep], Any, Any]
+# An operation of several steps, returning T.
+Operation = Generator[Union["APIRequest[Any]", Sleep], Any, T]
 
 
 @dataclass(frozen=True)
@@ -132,7 +151,7 @@ class ClientConfig:
     def max_retries(self) -> int:
         return self.retry.max_retries
 
-    def headers(self, request: APIRequest) -> Dict[str, str]:
+    def headers(self, request: "APIRequest[Any]") -> Dict[str, str]:
         headers = {
             "User-Agent": f"combo-sdk-python/{__version__}",
             "Accept": "text/event-stream" if request.stream else "application/json",
@@ -146,8 +165,8 @@ class ClientConfig:
         return self.base_url + "/" + path.lstrip("/")
 
 
-def build_httpx_request(http: Any, config: ClientConfig, request: APIRequest) -> httpx.Request:
-    return http.build_request(
+def build_httpx_request(http: Any, config: ClientConfig, request: "APIRequest[Any]") -> httpx.Request:
+    built: httpx.Request = http.build_request(
         request.method,
         config.url(request.path),
         params=drop_none(request.params or {}) or None,
@@ -157,6 +176,7 @@ def build_httpx_request(http: Any, config: ClientConfig, request: APIRequest) ->
         headers=config.headers(request),
         timeout=config.timeout,
     )
+    return built
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -207,7 +227,7 @@ def connection_error(exc: Exception, request: Optional[httpx.Request] = None) ->
     return APIConnectionError(f"Could not reach the Combo server: {exc!r}", request=request)
 
 
-def page_of(data: Any, items_key: Optional[str]) -> tuple:
+def page_of(data: Any, items_key: Optional[str]) -> Tuple[List[Any], Optional[str]]:
     """(items, next_cursor) from a list answer."""
     if items_key is not None:
         data = (data or {}).get(items_key) or {}

@@ -5,7 +5,20 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import Any, Dict, Generic, Iterator, List, Mapping, Optional, TypeVar, Union, overload
+from typing import (
+    Any,
+    Dict,
+    Generator,
+    Generic,
+    Iterator,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    TypeVar,
+    Union,
+    overload,
+)
 
 import httpx
 
@@ -27,12 +40,19 @@ from ._base import (
     raise_for_error,
 )
 from ._streaming import Stream
-from .types import Agent, ApiKey, Completion, File, LLMConfig, Message, Page, Session, Token, Webhook, WebhookDelivery
-
-try:  # Literal is in typing from 3.8; kept tolerant for type checkers
-    from typing import Literal
-except ImportError:  # pragma: no cover
-    from typing_extensions import Literal  # type: ignore
+from .types import (
+    Agent,
+    ApiKey,
+    Completion,
+    File,
+    LLMConfig,
+    Message,
+    Page,
+    Session,
+    Token,
+    Webhook,
+    WebhookDelivery,
+)
 
 __all__ = [
     "ComboAgent",
@@ -57,7 +77,7 @@ class SyncCursor(Generic[T]):
     same list page by page instead (a fresh walk from the start).
     """
 
-    def __init__(self, client: "ComboAgent", request: PageRequest) -> None:
+    def __init__(self, client: "ComboAgent", request: "PageRequest[T]") -> None:
         self._client = client
         self._request = request
         self._items: Optional[Iterator[T]] = None
@@ -217,7 +237,7 @@ class Completions(_Resource):
         new session starts (its id is in the answer). `stream=True` returns a
         `Stream` of typed events instead of a `Completion`.
         """
-        return self._client._run(
+        result: Union[Completion, Stream] = self._client._run(
             ops.completion_create(
                 self._client._session_agents,
                 question=question,
@@ -226,6 +246,7 @@ class Completions(_Resource):
                 stream=stream,
             )
         )
+        return result
 
 
 class Files(_Resource):
@@ -437,6 +458,12 @@ class ComboAgent:
 
     # --- running operations ---------------------------------------------------
 
+    @overload
+    def _run(self, operation: "APIRequest[T]") -> T: ...
+
+    @overload
+    def _run(self, operation: "Generator[Any, Any, T]") -> T: ...
+
     def _run(self, operation: Any) -> Any:
         if isinstance(operation, APIRequest):
             return self._execute(operation)
@@ -456,17 +483,17 @@ class ComboAgent:
         except StopIteration as stop:
             return stop.value
 
-    def _paginate(self, request: PageRequest) -> SyncCursor[Any]:
+    def _paginate(self, request: "PageRequest[T]") -> "SyncCursor[T]":
         return SyncCursor(self, request)
 
-    def _execute(self, request: APIRequest) -> Any:
+    def _execute(self, request: "APIRequest[Any]") -> Any:
         response = self._send(request)
         if request.stream:
             return Stream(response, on_done=request.on_done)
         data = parse_data(response)
         return request.cast(data) if request.cast is not None else data
 
-    def _send(self, request: APIRequest) -> httpx.Response:
+    def _send(self, request: "APIRequest[Any]") -> httpx.Response:
         """Send with retries; a 2xx answer comes back (read, or open for a stream), else an error is raised."""
         policy = self._config.retry
         attempt = 0

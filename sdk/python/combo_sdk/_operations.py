@@ -16,7 +16,19 @@ from typing import Any, Dict, MutableMapping, Optional, Union
 
 from ._base import APIRequest, Operation, PageRequest, Sleep, drop_none, seg
 from .errors import FileProcessingError
-from .types import Agent, ApiKey, Completion, DoneEvent, File, LLMConfig, Message, Session, Token, Webhook, WebhookDelivery
+from .types import (
+    Agent,
+    ApiKey,
+    Completion,
+    DoneEvent,
+    File,
+    LLMConfig,
+    Message,
+    Session,
+    Token,
+    Webhook,
+    WebhookDelivery,
+)
 
 # session id -> agent id, per client: lets completions.create() and
 # sessions.delete() work from a session id alone.
@@ -50,23 +62,23 @@ def _fields(fields: Dict[str, Any]) -> Dict[str, Any]:
 # --- agents -------------------------------------------------------------------
 
 
-def agent_list(*, limit: Optional[int]) -> PageRequest:
+def agent_list(*, limit: Optional[int]) -> PageRequest[Agent]:
     return PageRequest("combo/agents", {"limit": limit}, Agent.from_dict)
 
 
-def agent_create(fields: Dict[str, Any]) -> APIRequest:
+def agent_create(fields: Dict[str, Any]) -> APIRequest[Agent]:
     return APIRequest("POST", "combo/agents", json=_fields(fields), cast=Agent.from_dict)
 
 
-def agent_retrieve(agent_id: str) -> APIRequest:
+def agent_retrieve(agent_id: str) -> APIRequest[Agent]:
     return APIRequest("GET", f"combo/agents/{seg(agent_id)}", cast=Agent.from_dict)
 
 
-def agent_update(agent_id: str, fields: Dict[str, Any]) -> APIRequest:
+def agent_update(agent_id: str, fields: Dict[str, Any]) -> APIRequest[Agent]:
     return APIRequest("PATCH", f"combo/agents/{seg(agent_id)}", json=_fields(fields), cast=Agent.from_dict)
 
 
-def agent_delete(agent_id: str) -> APIRequest:
+def agent_delete(agent_id: str) -> APIRequest[None]:
     return APIRequest("DELETE", f"combo/agents/{seg(agent_id)}", cast=_none)
 
 
@@ -79,7 +91,7 @@ def _remember(cache: SessionAgents, session: Session) -> Session:
     return session
 
 
-def session_create(cache: SessionAgents, *, agent_id: str, fields: Dict[str, Any]) -> APIRequest:
+def session_create(cache: SessionAgents, *, agent_id: str, fields: Dict[str, Any]) -> APIRequest[Session]:
     return APIRequest(
         "POST",
         f"combo/agents/{seg(agent_id)}/sessions",
@@ -88,7 +100,7 @@ def session_create(cache: SessionAgents, *, agent_id: str, fields: Dict[str, Any
     )
 
 
-def session_list(*, agent_id: str, limit: Optional[int]) -> PageRequest:
+def session_list(*, agent_id: str, limit: Optional[int]) -> PageRequest[Session]:
     return PageRequest(f"combo/agents/{seg(agent_id)}/sessions", {"limit": limit}, Session.from_dict)
 
 
@@ -99,7 +111,7 @@ def session_retrieve(
     agent_id: Optional[str],
     limit: Optional[int],
     cursor: Optional[str],
-) -> APIRequest:
+) -> APIRequest[Session]:
     if agent_id is None:
         path = f"combo/sessions/{seg(session_id)}"
     else:
@@ -112,11 +124,11 @@ def session_retrieve(
     )
 
 
-def session_list_messages(session_id: str, *, limit: Optional[int]) -> PageRequest:
+def session_list_messages(session_id: str, *, limit: Optional[int]) -> PageRequest[Message]:
     return PageRequest(f"combo/sessions/{seg(session_id)}", {"limit": limit}, Message.from_dict, items_key="messages")
 
 
-def _agent_of(cache: SessionAgents, session_id: str) -> Operation:
+def _agent_of(cache: SessionAgents, session_id: str) -> Operation[str]:
     """The session's agent id: from the cache, else GET /v1/combo/sessions/{id} (then cached)."""
     key = str(session_id)
     if key not in cache:
@@ -125,7 +137,7 @@ def _agent_of(cache: SessionAgents, session_id: str) -> Operation:
     return cache[key]
 
 
-def session_delete(cache: SessionAgents, session_id: str, *, agent_id: Optional[str]) -> Operation:
+def session_delete(cache: SessionAgents, session_id: str, *, agent_id: Optional[str]) -> Operation[None]:
     if agent_id is None:
         agent_id = yield from _agent_of(cache, session_id)
     yield APIRequest("DELETE", f"combo/agents/{seg(agent_id)}/sessions/{seg(session_id)}")
@@ -142,7 +154,7 @@ def completion_create(
     session_id: Optional[str],
     agent_id: Optional[str],
     stream: bool,
-) -> Operation:
+) -> Operation[Any]:
     if agent_id is None:
         if session_id is None:
             raise ValueError("completions.create() needs a session_id, an agent_id, or both")
@@ -176,7 +188,7 @@ def file_upload(
     agent_id: Optional[str],
     filename: Optional[str],
     content_type: Optional[str],
-) -> APIRequest:
+) -> APIRequest[File]:
     # The content is read once into memory so that a retry (429, refused
     # connection) sends the same bytes again; the server caps uploads anyway.
     if isinstance(file, (str, os.PathLike)):
@@ -202,19 +214,19 @@ def file_upload(
     return APIRequest("POST", "combo/files", files={"file": (name, content, mime)}, data=data, cast=File.from_dict)
 
 
-def file_list(*, limit: Optional[int], filters: Dict[str, Any]) -> PageRequest:
+def file_list(*, limit: Optional[int], filters: Dict[str, Any]) -> PageRequest[File]:
     return PageRequest("combo/files", {"limit": limit, **filters}, File.from_dict)
 
 
-def file_retrieve(file_id: str) -> APIRequest:
+def file_retrieve(file_id: str) -> APIRequest[File]:
     return APIRequest("GET", f"combo/files/{seg(file_id)}", cast=File.from_dict)
 
 
-def file_delete(file_id: str) -> APIRequest:
+def file_delete(file_id: str) -> APIRequest[None]:
     return APIRequest("DELETE", f"combo/files/{seg(file_id)}", cast=_none)
 
 
-def file_wait_until_ready(file_id: str, *, timeout: float, poll_interval: float) -> Operation:
+def file_wait_until_ready(file_id: str, *, timeout: float, poll_interval: float) -> Operation[File]:
     deadline = time.monotonic() + timeout
     interval = poll_interval
     while True:
@@ -237,35 +249,35 @@ def file_wait_until_ready(file_id: str, *, timeout: float, poll_interval: float)
 _WEBHOOKS = "integrations/webhooks"
 
 
-def webhook_list(*, limit: Optional[int]) -> PageRequest:
+def webhook_list(*, limit: Optional[int]) -> PageRequest[Webhook]:
     return PageRequest(_WEBHOOKS, {"limit": limit}, Webhook.from_dict)
 
 
-def webhook_create(fields: Dict[str, Any]) -> APIRequest:
+def webhook_create(fields: Dict[str, Any]) -> APIRequest[Webhook]:
     return APIRequest("POST", _WEBHOOKS, json=_fields(fields), cast=Webhook.from_dict)
 
 
-def webhook_retrieve(webhook_id: str) -> APIRequest:
+def webhook_retrieve(webhook_id: str) -> APIRequest[Webhook]:
     return APIRequest("GET", f"{_WEBHOOKS}/{seg(webhook_id)}", cast=Webhook.from_dict)
 
 
-def webhook_update(webhook_id: str, fields: Dict[str, Any]) -> APIRequest:
+def webhook_update(webhook_id: str, fields: Dict[str, Any]) -> APIRequest[Webhook]:
     return APIRequest("PATCH", f"{_WEBHOOKS}/{seg(webhook_id)}", json=_fields(fields), cast=Webhook.from_dict)
 
 
-def webhook_delete(webhook_id: str) -> APIRequest:
+def webhook_delete(webhook_id: str) -> APIRequest[None]:
     return APIRequest("DELETE", f"{_WEBHOOKS}/{seg(webhook_id)}", cast=_none)
 
 
-def webhook_rotate_secret(webhook_id: str) -> APIRequest:
+def webhook_rotate_secret(webhook_id: str) -> APIRequest[Webhook]:
     return APIRequest("POST", f"{_WEBHOOKS}/{seg(webhook_id)}/rotate-secret", cast=Webhook.from_dict)
 
 
-def webhook_deliveries(webhook_id: str, *, limit: Optional[int]) -> PageRequest:
+def webhook_deliveries(webhook_id: str, *, limit: Optional[int]) -> PageRequest[WebhookDelivery]:
     return PageRequest(f"{_WEBHOOKS}/{seg(webhook_id)}/deliveries", {"limit": limit}, WebhookDelivery.from_dict)
 
 
-def webhook_redeliver(webhook_id: str, delivery_id: str) -> APIRequest:
+def webhook_redeliver(webhook_id: str, delivery_id: str) -> APIRequest[WebhookDelivery]:
     path = f"{_WEBHOOKS}/{seg(webhook_id)}/deliveries/{seg(delivery_id)}/redeliver"
     return APIRequest("POST", path, cast=WebhookDelivery.from_dict)
 
@@ -273,28 +285,30 @@ def webhook_redeliver(webhook_id: str, delivery_id: str) -> APIRequest:
 # --- API keys and tokens ----------------------------------------------------------
 
 
-def api_key_list(*, limit: Optional[int]) -> PageRequest:
+def api_key_list(*, limit: Optional[int]) -> PageRequest[ApiKey]:
     return PageRequest("api-keys", {"limit": limit}, ApiKey.from_dict)
 
 
-def api_key_create(*, name: str, expires_at: Optional[Union[str, datetime]]) -> APIRequest:
+def api_key_create(*, name: str, expires_at: Optional[Union[str, datetime]]) -> APIRequest[ApiKey]:
     return APIRequest("POST", "api-keys", json=_fields({"name": name, "expires_at": expires_at}), cast=ApiKey.from_dict)
 
 
-def api_key_retrieve(key_id: str) -> APIRequest:
+def api_key_retrieve(key_id: str) -> APIRequest[ApiKey]:
     return APIRequest("GET", f"api-keys/{seg(key_id)}", cast=ApiKey.from_dict)
 
 
-def api_key_delete(key_id: str) -> APIRequest:
+def api_key_delete(key_id: str) -> APIRequest[ApiKey]:
     return APIRequest("DELETE", f"api-keys/{seg(key_id)}", cast=ApiKey.from_dict)
 
 
-def auth_token(*, username: str, password: str) -> APIRequest:
+def auth_token(*, username: str, password: str) -> APIRequest[Token]:
     return APIRequest(
         "POST", "auth/token", json={"username": username, "password": password}, cast=Token.from_dict,
         authenticated=False,
     )
 
 
-def auth_refresh(*, refresh: str) -> APIRequest:
-    return APIRequest("POST", "auth/token/refresh", json={"refresh": refresh}, cast=Token.from_dict, authenticated=False)
+def auth_refresh(*, refresh: str) -> APIRequest[Token]:
+    return APIRequest(
+        "POST", "auth/token/refresh", json={"refresh": refresh}, cast=Token.from_dict, authenticated=False
+    )

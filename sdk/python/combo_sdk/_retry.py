@@ -76,7 +76,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Exponential back-off with jitter for the retry after `attempt` earlier retries."""
-        delay = min(self.max_delay, self.initial_delay * (2 ** attempt))
+        delay = min(self.max_delay, self.initial_delay * (2.0 ** attempt))
         return delay * (0.5 + random.random() / 2)
 
     def delay_for_status(

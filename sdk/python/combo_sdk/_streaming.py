@@ -21,12 +21,30 @@ import inspect
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional
+from typing import (
+    Any,
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Generator,
+    Iterator,
+    List,
+    Optional,
+    Type,
+)
 
 import httpx
 
 from .errors import APIConnectionError, APITimeoutError, StreamIncompleteError
-from .types import Completion, DoneEvent, ErrorEvent, MessageEvent, Reference, StreamEvent
+from .types import (
+    Completion,
+    DoneEvent,
+    ErrorEvent,
+    MessageEvent,
+    Reference,
+    StreamEvent,
+)
 
 __all__ = ["ServerSentEvent", "SSEDecoder", "parse_event", "Stream", "AsyncStream"]
 
@@ -135,7 +153,8 @@ def parse_event(sse: ServerSentEvent) -> StreamEvent:
     if not isinstance(payload, dict):
         payload = {"data": payload}
     kind = payload.get("type") or sse.event
-    cls = {"message": MessageEvent, "error": ErrorEvent, "done": DoneEvent}.get(kind, StreamEvent)
+    kinds: Dict[str, Type[StreamEvent]] = {"message": MessageEvent, "error": ErrorEvent, "done": DoneEvent}
+    cls = kinds.get(kind, StreamEvent)
     event = cls.from_dict(payload)
     if event.type is None:
         event.type = kind
@@ -209,13 +228,14 @@ class Stream:
 
     @property
     def request_id(self) -> Optional[str]:
-        return self.response.headers.get("x-request-id")
+        value: Optional[str] = self.response.headers.get("x-request-id")
+        return value
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def _iter_events(self) -> Iterator[StreamEvent]:
+    def _iter_events(self) -> Generator[StreamEvent, None, None]:
         decoder = SSEDecoder()
         try:
             for chunk in self.response.iter_bytes():
@@ -268,7 +288,7 @@ class Stream:
     def close(self) -> None:
         """Close the HTTP response (idempotent)."""
         self._closed = True
-        if inspect.getgeneratorstate(self._events) == inspect.GEN_SUSPENDED:
+        if inspect.getgeneratorstate(self._events) in (inspect.GEN_CREATED, inspect.GEN_SUSPENDED):
             self._events.close()
         self.response.close()
 
@@ -299,13 +319,14 @@ class AsyncStream:
 
     @property
     def request_id(self) -> Optional[str]:
-        return self.response.headers.get("x-request-id")
+        value: Optional[str] = self.response.headers.get("x-request-id")
+        return value
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    async def _iter_events(self) -> AsyncIterator[StreamEvent]:
+    async def _iter_events(self) -> AsyncGenerator[StreamEvent, None]:
         decoder = SSEDecoder()
         try:
             async for chunk in self.response.aiter_bytes():
@@ -350,8 +371,9 @@ class AsyncStream:
     async def aclose(self) -> None:
         """Close the HTTP response (idempotent)."""
         self._closed = True
-        if not self._events.ag_running and self._events.ag_frame is not None:
-            await self._events.aclose()
+        events: Any = self._events
+        if not events.ag_running and events.ag_frame is not None:  # neither running nor finished
+            await events.aclose()
         await self.response.aclose()
 
     async def __aenter__(self) -> "AsyncStream":

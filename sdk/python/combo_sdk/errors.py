@@ -27,7 +27,7 @@ not know yet still lands in a sensible class.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Type
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -188,7 +188,7 @@ class SignatureVerificationError(ComboError):
 
 # --- code -> class ---------------------------------------------------------
 
-_BY_CODE = {
+_BY_CODE: Dict[int, Type[ComboAPIError]] = {
     10001: ValidationError,
     10010: AuthenticationError,
     10011: AuthenticationError,
@@ -201,7 +201,7 @@ _BY_CODE = {
     10090: RateLimitError,
 }
 
-_BY_STATUS = {
+_BY_STATUS: Dict[int, Type[ComboAPIError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
@@ -209,7 +209,7 @@ _BY_STATUS = {
 }
 
 
-def error_class(code: Optional[int], status: Optional[int]) -> type:
+def error_class(code: Optional[int], status: Optional[int]) -> Type[ComboAPIError]:
     """The exception class for an envelope `code` and HTTP `status` (either may be None)."""
     if code is not None and code in _BY_CODE:
         return _BY_CODE[code]

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Type, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import ComboAPIError
 
 __all__ = [
     "ComboObject",
@@ -328,7 +331,7 @@ class ErrorEvent(StreamEvent):
     def request_id(self) -> Optional[str]:
         return (self.data or {}).get("request_id")
 
-    def to_exception(self, *, request_id: Optional[str] = None):
+    def to_exception(self, *, request_id: Optional[str] = None) -> "ComboAPIError":
         """The exception this error would be as a JSON answer (UpstreamError for 3xxxx, ...)."""
         from .errors import error_from_envelope
 
