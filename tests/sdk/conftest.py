@@ -20,7 +20,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -279,8 +278,7 @@ def live(tmp_path_factory, failing_llm) -> LiveServer:
     finally:
         _stop(worker)
         _stop(server)
-        log.close()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        log.close()  # the data folder (server.log included) is left to pytest's tmp_path retention
 
 
 @pytest.fixture(scope="module")
