@@ -197,6 +197,9 @@ def _server_env(data_dir: Path, llm_url: str) -> dict:
         COMBO_DATA_DIR=str(data_dir),
         COMBO_LLM_BASE_URL=llm_url,
         COMBO_LLM_TIMEOUT="5",
+        # The tests' receivers listen on loopback, which callbacks may not reach by default.
+        COMBO_WEBHOOK_ALLOWED_HOSTS="127.0.0.1",
+        COMBO_WEBHOOK_RETRY_DELAYS="0,0",
         PYTHONUNBUFFERED="1",
         LOG_LEVEL="WARNING",
     )
