@@ -1,0 +1,56 @@
+"""Several server processes over one database: state moves freely between them.
+
+Runs on SQLite (WAL, one file) in the first pass of `make test` and on
+PostgreSQL + Redis in the second (tests/production_suite.py).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.live import LiveCombo
+
+
+@pytest.fixture(scope="module")
+def pair():
+    combo = LiveCombo()
+    combo.migrate()
+    combo.key = combo.create_key("alice")
+    combo.urls = [combo.start(), combo.start()]
+    yield combo
+    combo.stop()
+
+
+def http(combo, index: int) -> httpx.Client:
+    return httpx.Client(base_url=combo.urls[index], headers={"Authorization": f"Bearer {combo.key}"}, timeout=20)
+
+
+def test_a_session_started_on_one_process_continues_on_the_other(pair):
+    with http(pair, 0) as one, http(pair, 1) as two:
+        agent = one.post("/v1/combo/agents", json={"name": "shared", "instructions": "Two processes."}).json()
+        agent_id = agent["data"]["id"]
+        first = one.post(f"/v1/combo/agents/{agent_id}/completions", json={"question": "first"}).json()["data"]
+        second = two.post(f"/v1/combo/agents/{agent_id}/completions",
+                          json={"question": "second", "session_id": first["session_id"]}).json()["data"]
+        assert second["session_id"] == first["session_id"]
+        history = one.get(f"/v1/combo/sessions/{first['session_id']}").json()["data"]["messages"]["items"]
+    assert [(m["role"], m["content"]) for m in history] == [
+        ("user", "first"), ("assistant", first["answer"]), ("user", "second"), ("assistant", second["answer"]),
+    ]
+
+
+def test_a_key_revoked_through_one_process_is_refused_by_the_other(pair):
+    token_user = pair.shell(
+        "from accounts.models import User; from rest_framework_simplejwt.tokens import RefreshToken; "
+        "print(RefreshToken.for_user(User.objects.get(username='alice')).access_token)"
+    )
+    jwt = {"Authorization": f"Bearer {token_user}"}
+    with httpx.Client(base_url=pair.urls[0], headers=jwt) as one:
+        created = one.post("/v1/api-keys", json={"name": "short-lived"}).json()["data"]
+    key = {"Authorization": f"Bearer {created['key']}"}
+    assert httpx.get(f"{pair.urls[1]}/v1/combo/agents", headers=key).status_code == 200
+    with httpx.Client(base_url=pair.urls[0], headers=jwt) as one:
+        assert one.delete(f"/v1/api-keys/{created['id']}").status_code == 200
+    refused = httpx.get(f"{pair.urls[1]}/v1/combo/agents", headers=key)
+    assert (refused.status_code, refused.json()["code"]) == (401, 10012)
