@@ -1,22 +1,33 @@
 """ASGI entry point: daphne serves HTTP (API, admin, console, SSE) through Channels.
 
-Order matters: get_asgi_application() sets Django up before anything that
-imports models is loaded.
+Two kinds of request, two paths:
+- the completion stream runs as a plain async ASGI app (combo.routing,
+  agents.streaming): no thread per stream, disconnects seen;
+- everything else is ordinary synchronous Django (DRF views, admin, console),
+  run by Django's WSGI handler on a small thread pool (a2wsgi). Django's own
+  ASGI handler would hop between the event loop and a thread for every
+  middleware; one hop per request measured 57% more requests per second
+  (bench/api_throughput.py, README).
+
+Order matters: Django is set up before anything that imports models is loaded.
 """
 
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "combo.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
 
+from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from combo.routing import http_application  # noqa: E402
 
-application = ProtocolTypeRouter({"http": http_application(django_asgi_app)})
+django_app = WSGIMiddleware(django_wsgi_app, workers=settings.COMBO_HTTP_THREADS)
+application = ProtocolTypeRouter({"http": http_application(django_app)})
 
 from combo import shutdown  # noqa: E402
 

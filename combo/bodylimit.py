@@ -51,31 +51,28 @@ def body_limit(app):
         if limit is None:
             return await app(scope, receive, send)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await _refuse(send, headers, limit)
-        seen = 0
-        over = False
-
-        async def counting_receive():
-            nonlocal seen, over
+        if declared is not None:
+            # The server frames the body by Content-Length, so it cannot exceed it.
+            if declared.isdigit() and int(declared) > limit:
+                return await _refuse(send, headers, limit)
+            return await app(scope, receive, send)
+        # No Content-Length (chunked): read up to the limit here, then replay.
+        messages, size = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    over = True
-                    return {"type": "http.disconnect"}
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                return await _refuse(send, headers, limit)
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
 
-        started = False
+        async def replaying_receive():
+            return next(replay, None) or await receive()
 
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        await app(scope, counting_receive, tracking_send)
-        if over and not started:
-            await _refuse(send, headers, limit)
+        await app(scope, replaying_receive, send)
 
     return wrapper

@@ -308,6 +308,8 @@ COMBO_PROMPT_HISTORY_CHARS = envint("COMBO_PROMPT_HISTORY_CHARS", 8000, minimum=
 COMBO_SSE_HEARTBEAT_SECONDS = envfloat("COMBO_SSE_HEARTBEAT_SECONDS", 15.0)
 
 # --- Operations -------------------------------------------------------------
+# Threads per server process for ordinary (non-streaming) requests.
+COMBO_HTTP_THREADS = envint("COMBO_HTTP_THREADS", 8, minimum=1)
 # On SIGTERM, running answers get this long to finish before they are interrupted.
 COMBO_SHUTDOWN_GRACE_SECONDS = envfloat("COMBO_SHUTDOWN_GRACE_SECONDS", 10.0)
 # An answer still in_progress after this long belongs to a process that died.
