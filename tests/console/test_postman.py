@@ -11,6 +11,93 @@ import pytest
 from combo.postman import SCHEMA_URL, collection_from_openapi, singular, variable_names
 
 
+@pytest.fixture
+def live_collection(alice_client) -> dict:
+    return json.loads(alice_client.get("/console/api/postman.json").content)
+
+
+@pytest.fixture
+def document(client, db) -> dict:
+    return client.get("/v1/openapi.json").json()
+
+
+def requests_of(collection: dict) -> list[dict]:
+    return [item for folder in collection["item"] for item in folder["item"]]
+
+
+def test_the_collection_is_postman_v2_1_pointed_at_this_deployment(live_collection):
+    assert live_collection["info"]["schema"] == SCHEMA_URL
+    assert live_collection["info"]["name"] == "Combo API"
+    variables = {v["key"]: v["value"] for v in live_collection["variable"]}
+    assert variables["base_url"] == "http://testserver/v1"
+    assert variables["api_key"] == ""
+    assert {"agent_id", "session_id", "api_key_id"} <= set(variables)
+    assert live_collection["auth"] == {
+        "type": "bearer", "bearer": [{"key": "token", "value": "{{api_key}}", "type": "string"}],
+    }
+
+
+def test_one_request_per_operation_in_folders_by_tag(live_collection, document):
+    operations = {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    tags = {op["tags"][0] for item in document["paths"].values() for m, op in item.items() if m != "parameters"}
+    assert {folder["name"] for folder in live_collection["item"]} == tags
+    seen = []
+    for request in (item["request"] for item in requests_of(live_collection)):
+        path = re.sub(r"\{\{[a-z_]+\}\}", "{}", request["url"]["raw"].replace("{{base_url}}", "/v1"))
+        seen.append((request["method"], path))
+    expected = sorted((method, re.sub(r"\{[^}]+\}", "{}", path)) for method, path in operations)
+    assert sorted(seen) == expected
+
+
+def test_path_variables_are_named_collection_variables(live_collection):
+    urls = {item["name"]: item["request"]["url"] for item in requests_of(live_collection)}
+    assert urls["Get agent"]["raw"] == "{{base_url}}/combo/agents/{{agent_id}}"
+    assert urls["Get agent"]["path"] == ["combo", "agents", "{{agent_id}}"]
+    assert urls["Ask the agent a question"]["raw"] == "{{base_url}}/combo/agents/{{agent_id}}/completions"
+    assert urls["Delete session"]["raw"] == "{{base_url}}/combo/agents/{{agent_id}}/sessions/{{session_id}}"
+    assert urls["Delete api key"]["raw"] == "{{base_url}}/api-keys/{{api_key_id}}"
+    for url in urls.values():
+        assert not re.search(r"(?<!\{)\{[a-z_]+\}(?!\})", url["raw"]), url["raw"]
+
+
+def test_bodies_are_json_examples_from_the_request_schemas(live_collection):
+    items = {item["name"]: item["request"] for item in requests_of(live_collection)}
+    create = items["Create agent"]
+    assert create["body"]["mode"] == "raw" and create["body"]["options"]["raw"]["language"] == "json"
+    assert json.loads(create["body"]["raw"]) == {"name": "<name>"}
+    assert {"key": "Content-Type", "value": "application/json"} in create["header"]
+    assert json.loads(items["Ask the agent a question"]["body"]["raw"]) == {"question": "<question>"}
+    assert "body" not in items["List agents"]
+
+
+def test_operations_without_credentials_say_noauth_and_the_rest_inherit(live_collection):
+    items = {item["name"]: item["request"] for item in requests_of(live_collection)}
+    assert items["GET /health"]["auth"] == {"type": "noauth"}
+    assert items["POST /auth/token"]["auth"] == {"type": "noauth"}
+    assert "auth" not in items["List agents"]
+
+
+def test_deletes_come_last_in_their_folder(live_collection):
+    for folder in live_collection["item"]:
+        methods = [item["request"]["method"] for item in folder["item"]]
+        assert methods == sorted(methods, key=lambda m: m == "DELETE"), folder["name"]
+
+
+def test_create_requests_keep_the_new_id_and_every_request_checks_for_5xx(live_collection):
+    items = {item["name"]: item for item in requests_of(live_collection)}
+    script = "\n".join(items["Create agent"]["event"][0]["script"]["exec"])
+    assert 'pm.collectionVariables.set("agent_id", body.data.id)' in script
+    script = "\n".join(items["Create session"]["event"][0]["script"]["exec"])
+    assert 'pm.collectionVariables.set("session_id", body.data.id)' in script
+    collection_test = "\n".join(live_collection["event"][0]["script"]["exec"])
+    assert "pm.expect(pm.response.code).to.be.below(500)" in collection_test
+
+
 # --- Hand-written documents: the cases this deployment does not have yet ---------
 
 UPLOAD_DOC = {
