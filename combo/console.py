@@ -24,7 +24,7 @@ _DEFAULT_RATE_LIMITS = {"completions": 60, "uploads": 10, "default": 300}
 _RATE_LIMIT_ROWS = (
     ("completions", "Completions", "POST /v1/combo/agents/{agent_id}/completions"),
     ("uploads", "File uploads", "POST /v1/combo/files"),
-    ("default", "Everything else", "every other /v1 operation"),
+    ("default", "Everything else", None),
 )
 
 POSTMAN_FILENAME = "combo.postman_collection.json"
