@@ -26,7 +26,7 @@ class ApiKeyCreateForm(forms.Form):
     expires_on = forms.DateField(
         required=False,
         label="Expires on",
-        help_text="Optional. The key stops working at 00:00 UTC on this day. Leave empty for no expiry.",
+        help_text="The key stops working at 00:00 UTC on this day. Leave empty for no expiry.",
         widget=forms.DateInput(attrs={"type": "date"}),
     )
 

@@ -37,9 +37,9 @@ class AgentForm(forms.ModelForm):
         labels = {"opening_message": "Opening message"}
         help_texts = {
             "name": "Shown in this console and returned by the API.",
-            "description": "Optional. A note for you and your team; the model does not see it.",
+            "description": "A note for you and your team; the model does not see it.",
             "instructions": "The system prompt: who the agent is and how it answers.",
-            "opening_message": "Optional. The agent's first message in every new session.",
+            "opening_message": "The agent's first message in every new session.",
         }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
