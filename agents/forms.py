@@ -52,6 +52,11 @@ class AgentForm(forms.ModelForm):
         default = llm_config.default_provider_name()
         choices = [("", f"Deployment default ({default})")]
         choices += [(name, name) for name in llm_config.provider_names()]
+        current = self.instance.llm_provider if self.instance else ""
+        if current and current not in llm_config.provider_names():
+            # Kept selectable, so saving other fields does not fail on a provider
+            # this deployment dropped (the API answers 502 for it until changed).
+            choices.append((current, f"{current} (not configured here)"))
         self.fields["llm_provider"].choices = choices
         self.fields["llm_model"].widget.attrs["placeholder"] = llm_config.default_model(default)
 

@@ -76,6 +76,18 @@ def test_editing_changes_instructions_model_and_opening_message(alice_client, al
     )
 
 
+def test_an_agent_whose_provider_was_dropped_can_still_be_edited(alice_client, alice_agent):
+    Agent.objects.filter(id=alice_agent.id).update(llm_provider="gone")
+    page = body(alice_client.get(f"/console/agents/{alice_agent.id}/"))
+    assert '<option value="gone" selected>gone (not configured here)</option>' in page
+    response = alice_client.post(f"/console/agents/{alice_agent.id}/", {
+        "name": "Renamed", "llm_provider": "gone", "llm_model": "", "temperature": "", "max_tokens": "",
+    })
+    assert response.status_code == 302
+    alice_agent.refresh_from_db()
+    assert (alice_agent.name, alice_agent.llm_provider) == ("Renamed", "gone")
+
+
 def test_deleting_asks_first_and_only_a_post_deletes(alice_client, alice_agent):
     services.session_create(agent=alice_agent, owner=alice_agent.owner)
     confirm = alice_client.get(f"/console/agents/{alice_agent.id}/delete/")
