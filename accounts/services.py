@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -134,3 +134,10 @@ def user_create(*, username: str, password: str | None = None, email: str = "", 
     user.full_clean(exclude=["password"])
     user.save()
     return user
+
+
+def access_token_issue(*, user: User, lifetime: timedelta) -> AccessToken:
+    """A JWT access token for `user` that lives `lifetime` (the console's page JavaScript uses one)."""
+    token = AccessToken.for_user(user)
+    token.set_exp(lifetime=lifetime)
+    return token

@@ -1,6 +1,9 @@
 from django.apps import AppConfig
 
+from combo.navigation import NavItem
+
 
 class AgentsConfig(AppConfig):
     name = "agents"
     default_auto_field = "django.db.models.BigAutoField"
+    console_nav = (NavItem("Agents", "console:agents", section="/console/agents/", order=10),)

@@ -21,7 +21,7 @@ _configured = False
 
 
 def _build() -> tuple[dict[str, Provider], str]:
-    providers: dict[str, Provider] = {"builtin": OfflineProvider()}
+    providers: dict[str, Provider] = {"builtin": OfflineProvider(delay=settings.COMBO_BUILTIN_STREAM_DELAY)}
     default = "builtin"
     if settings.COMBO_LLM_BASE_URL:
         from agents.llm.openai_compat import OpenAICompatibleProvider

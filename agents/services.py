@@ -26,6 +26,12 @@ def agent_update(*, agent: Agent, **fields) -> Agent:
 
 
 @transaction.atomic
+def agent_delete(*, agent: Agent) -> None:
+    """Deletes the agent with its sessions and messages."""
+    agent.delete()
+
+
+@transaction.atomic
 def session_create(*, agent: Agent, owner: User, title: str = "") -> Session:
     session = Session.objects.create(agent=agent, owner=owner, title=title[:200])
     if agent.opening_message:

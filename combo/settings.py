@@ -67,6 +67,8 @@ MIDDLEWARE = [
     # final response even when that one replaces it.
     "combo.api.throttling.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on the console, admin and Swagger UI pages.
+    "combo.security.ContentSecurityPolicyMiddleware",
     # Serves /static/ from the collected folder with DEBUG off; production puts
     # nginx in front for it (docs/deploy.md).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -94,6 +96,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "combo.navigation.console_nav",
             ],
         },
     },
@@ -169,6 +172,12 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"
+# Self sign-up on the console's sign-in page. Off: users come from
+# `createsuperuser` or an operator in Django admin.
+COMBO_ALLOW_SIGNUP = envbool("COMBO_ALLOW_SIGNUP", False)
+# Lifetime of the access token the console issues to its own page JavaScript
+# (GET /console/token); short, since it lives in a browser tab's memory.
+COMBO_CONSOLE_TOKEN_MINUTES = envint("COMBO_CONSOLE_TOKEN_MINUTES", 5, minimum=1)
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=envint("JWT_ACCESS_MINUTES", 15, minimum=1)),
@@ -213,6 +222,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No call to swagger.io's online validator: /v1/docs works with no internet.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/v1",
@@ -306,6 +317,9 @@ COMBO_MAX_QUESTION_CHARS = envint("COMBO_MAX_QUESTION_CHARS", 8000, minimum=1)
 COMBO_PROMPT_HISTORY_CHARS = envint("COMBO_PROMPT_HISTORY_CHARS", 8000, minimum=0)
 # SSE comment heartbeat while the upstream is silent (proxies drop idle streams).
 COMBO_SSE_HEARTBEAT_SECONDS = envfloat("COMBO_SSE_HEARTBEAT_SECONDS", 15.0)
+# Seconds between the built-in provider's words (0: as fast as possible). Demos
+# and the browser tests slow it down to show an answer arriving piece by piece.
+COMBO_BUILTIN_STREAM_DELAY = envfloat("COMBO_BUILTIN_STREAM_DELAY", 0.0)
 
 # --- Operations -------------------------------------------------------------
 # Threads per server process for ordinary (non-streaming) requests.

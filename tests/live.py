@@ -58,6 +58,19 @@ class LiveCombo:
     def create_key(self, username: str) -> str:
         return self.manage("createapikey", username, "--create-user").strip()
 
+    def create_user(self, username: str, password: str, *, staff: bool = False) -> None:
+        """A user who can sign in to the console (and Django admin when `staff`)."""
+        code = (
+            "from accounts.services import user_create; "
+            f"u = user_create(username={username!r}, password={password!r}, is_staff={staff!r}); "
+            f"u.is_superuser = {staff!r}; u.save()"
+        )
+        self.manage("shell", "-c", code)
+
+    def collectstatic(self) -> None:
+        """What `make run` does before serving: the console's CSS/JS and Swagger UI's files."""
+        self.manage("collectstatic", "--noinput", "-v", "0")
+
     def start(self, extra_env: dict[str, str] | None = None) -> str:
         port = free_port()
         log = open(Path(self.data_dir) / f"daphne-{port}.log", "wb")

@@ -1,0 +1,142 @@
+"""Agents pages and the playground page, through Django's test client.
+
+alice sees and changes only her agents; bob's agent answers 404 on every page.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+
+from agents import services
+from agents.models import Agent
+
+XSS = "<script>alert(1)</script>"
+XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def body(response) -> str:
+    return response.content.decode()
+
+
+def test_the_list_shows_alices_agents_and_not_bobs(alice_client, alice_agent, bob_agent):
+    page = body(alice_client.get("/console/agents/"))
+    assert "Alice&#x27;s helper" in page and str(alice_agent.id) in page
+    assert "Bob" not in page and str(bob_agent.id) not in page
+    assert f"/console/agents/{alice_agent.id}/playground/" in page
+
+
+def test_an_empty_list_invites_to_create_the_first_agent(alice_client):
+    page = body(alice_client.get("/console/agents/"))
+    assert "No agents yet" in page and "/console/agents/new/" in page
+
+
+def test_creating_an_agent_stores_it_for_alice_and_opens_its_playground(alice_client, alice):
+    response = alice_client.post("/console/agents/new/", {
+        "name": "Reviewer", "description": "reviews PRs", "instructions": "Review code.",
+        "opening_message": "Send me a diff.", "llm_provider": "builtin", "llm_model": "",
+        "temperature": "0.2", "max_tokens": "500",
+    })
+    agent = Agent.objects.get(name="Reviewer")
+    assert response.status_code == 302 and response["Location"] == f"/console/agents/{agent.id}/playground/"
+    assert agent.owner == alice.user
+    assert (agent.instructions, agent.opening_message, agent.llm_provider, agent.temperature, agent.max_tokens) == (
+        "Review code.", "Send me a diff.", "builtin", 0.2, 500,
+    )
+
+
+def test_form_errors_appear_next_to_their_fields(alice_client):
+    response = alice_client.post("/console/agents/new/", {
+        "name": "", "temperature": "5", "max_tokens": "0", "llm_provider": "nonsense",
+    })
+    page = body(response)
+    assert response.status_code == 400
+    assert re.search(r'id="id_name_error">\s*<li>This field is required', page)
+    assert re.search(r'id="id_temperature_error">\s*<li>Ensure this value is less than or equal to 2', page)
+    assert re.search(r'id="id_max_tokens_error">\s*<li>Ensure this value is greater than or equal to 1', page)
+    assert re.search(r'id="id_llm_provider_error">\s*<li>Select a valid choice', page)
+    assert re.search(r'<input[^>]*aria-describedby="id_name_helptext id_name_error"[^>]*aria-invalid="true"', page) or \
+        re.search(r'<input[^>]*aria-invalid="true"[^>]*aria-describedby="id_name_helptext id_name_error"', page)
+    assert not Agent.objects.exists()
+
+
+def test_editing_changes_instructions_model_and_opening_message(alice_client, alice_agent):
+    page = body(alice_client.get(f"/console/agents/{alice_agent.id}/"))
+    assert "Be brief." in page
+    response = alice_client.post(f"/console/agents/{alice_agent.id}/", {
+        "name": "Alice's helper", "instructions": "Be thorough.", "opening_message": "Hello!",
+        "llm_provider": "", "llm_model": "tiny-model", "temperature": "", "max_tokens": "",
+    })
+    assert response.status_code == 302
+    alice_agent.refresh_from_db()
+    assert (alice_agent.instructions, alice_agent.opening_message, alice_agent.llm_model) == (
+        "Be thorough.", "Hello!", "tiny-model",
+    )
+
+
+def test_an_agent_whose_provider_was_dropped_can_still_be_edited(alice_client, alice_agent):
+    Agent.objects.filter(id=alice_agent.id).update(llm_provider="gone")
+    page = body(alice_client.get(f"/console/agents/{alice_agent.id}/"))
+    assert '<option value="gone" selected>gone (not configured here)</option>' in page
+    response = alice_client.post(f"/console/agents/{alice_agent.id}/", {
+        "name": "Renamed", "llm_provider": "gone", "llm_model": "", "temperature": "", "max_tokens": "",
+    })
+    assert response.status_code == 302
+    alice_agent.refresh_from_db()
+    assert (alice_agent.name, alice_agent.llm_provider) == ("Renamed", "gone")
+
+
+def test_deleting_asks_first_and_only_a_post_deletes(alice_client, alice_agent):
+    services.session_create(agent=alice_agent, owner=alice_agent.owner)
+    confirm = alice_client.get(f"/console/agents/{alice_agent.id}/delete/")
+    assert confirm.status_code == 200 and "1 session " in body(confirm) and "cannot be undone" in body(confirm)
+    assert Agent.objects.filter(id=alice_agent.id).exists()
+    response = alice_client.post(f"/console/agents/{alice_agent.id}/delete/")
+    assert response.status_code == 302 and response["Location"] == "/console/agents/"
+    assert not Agent.objects.filter(id=alice_agent.id).exists()
+
+
+def test_deleting_refuses_a_post_without_the_csrf_token(alice, alice_agent):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(alice.user)
+    assert strict.post(f"/console/agents/{alice_agent.id}/delete/").status_code == 403
+    assert Agent.objects.filter(id=alice_agent.id).exists()
+
+
+@pytest.mark.parametrize("suffix", ["", "delete/", "playground/"])
+def test_bobs_agent_is_not_found_for_alice(alice_client, bob_agent, suffix):
+    path = f"/console/agents/{bob_agent.id}/{suffix}"
+    assert alice_client.get(path).status_code == 404
+    if suffix != "playground/":
+        assert alice_client.post(path, {"name": "stolen"}).status_code == 404
+    bob_agent.refresh_from_db()
+    assert bob_agent.name == "Bob's private agent"
+
+
+def test_the_playground_calls_v1_with_a_page_token_and_never_holds_a_key(alice_client, alice, alice_agent):
+    page = body(alice_client.get(f"/console/agents/{alice_agent.id}/playground/"))
+    assert f'data-completions-url="/v1/combo/agents/{alice_agent.id}/completions"' in page
+    assert 'data-token-url="/console/token"' in page
+    assert "/static/console/playground.js" in page
+    assert alice.api_key not in page and "ragflow-" not in page
+
+
+def test_the_playground_shows_the_opening_message(alice_client, alice_agent):
+    services.agent_update(agent=alice_agent, opening_message="Hi, I am here to help.")
+    page = body(alice_client.get(f"/console/agents/{alice_agent.id}/playground/"))
+    assert "Hi, I am here to help." in page
+
+
+@pytest.mark.parametrize("path", [
+    "/console/agents/", "/console/agents/{id}/", "/console/agents/{id}/delete/",
+    "/console/agents/{id}/playground/", "/console/api/",
+])
+def test_agent_names_and_texts_are_escaped_everywhere(alice_client, alice, path):
+    agent = services.agent_create(
+        owner=alice.user, name=XSS, description=XSS, instructions=XSS, opening_message=XSS,
+    )
+    page = body(alice_client.get(path.format(id=agent.id)))
+    assert XSS not in page
+    assert XSS_ESCAPED in page
