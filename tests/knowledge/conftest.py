@@ -164,3 +164,61 @@ def two_page_pdf() -> bytes:
 @pytest.fixture(scope="session")
 def docx_bytes() -> bytes:
     return build_docx()
+
+
+# ---------------------------------------------------------------- the API side
+# Uploads go through the real multipart path of the test client; the ingestion
+# task is enqueued on commit into the real database queue (django-tasks-db) and
+# drained by the real worker loop, in process.
+
+
+@pytest.fixture
+def upload(client, django_capture_on_commit_callbacks):
+    """POST /v1/combo/files as `actor`; returns (status, envelope, response)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def do(actor, name: str, data: bytes, *, agent_id: str | None = None, **fields):
+        payload = {"file": SimpleUploadedFile(name, data), **fields}
+        if agent_id is not None:
+            payload["agent_id"] = agent_id
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/v1/combo/files", payload, **actor.key_auth)
+        try:
+            envelope = response.json()
+        except ValueError:
+            envelope = None
+        return response.status_code, envelope, response
+
+    return do
+
+
+def run_worker() -> int:
+    """Run django-tasks-db's worker loop until the queue is empty; returns the tasks it ran.
+
+    In process, inside the test's transaction; only its connection recycling
+    (close_old_connections, which would close the test's connection) is off.
+    The real `manage.py db_worker` process is exercised in test_worker_live.py.
+    """
+    from unittest import mock
+
+    from django_tasks_db.management.commands import db_worker
+    from django_tasks_db.management.commands.db_worker import Worker
+
+    worker = Worker(
+        queue_names=["default"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="test-worker",
+        excluded_queue_names=[],
+    )
+    with mock.patch.object(db_worker, "close_old_connections", lambda: None):
+        worker.run()
+    return worker._run_tasks
+
+
+@pytest.fixture
+def drain(db):
+    return run_worker
