@@ -1,9 +1,7 @@
 """HTTP routing in front of Django: the completion stream gets its own async path.
 
 Everything goes to Django except agents.routing.stream_routes(), which
-runs as a plain ASGI app (no sync middleware hops, no thread per stream), and
-agents.routing.guarded_routes(), Django views behind an ASGI fence (the upload
-size limit must hold before Django spools a request body to disk).
+runs as a plain ASGI app (no sync middleware hops, no thread per stream).
 """
 
 from __future__ import annotations
@@ -16,10 +14,9 @@ def http_application(django_asgi_app):
 
     routes = []
     try:
-        from agents.routing import guarded_routes, stream_routes
+        from agents.routing import stream_routes
 
         routes.extend(stream_routes())
-        routes.extend(guarded_routes(django_asgi_app))
     except ImportError:
         pass
     routes.append(re_path(r"", django_asgi_app))

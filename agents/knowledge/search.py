@@ -57,11 +57,16 @@ class Hit:
     score: float
 
 
+def clean_question(question: str) -> str:
+    """The question as text every database accepts: no NUL, no lone UTF-16 surrogates."""
+    return question.encode("utf-8", "replace").decode("utf-8").replace("\x00", " ")
+
+
 def query_terms(question: str) -> list[str]:
     """The distinct words of a question, lower-cased, stop words dropped (unless nothing else is left)."""
     words: list[str] = []
     seen: set[str] = set()
-    for word in _WORD.findall(question.lower()):
+    for word in _WORD.findall(clean_question(question).lower()):
         word = word.strip("_")
         if word and word not in seen:
             seen.add(word)
@@ -81,6 +86,7 @@ def fts5_match_expression(question: str) -> str | None:
 
 def search(*, file_ids: Iterable[uuid.UUID | str], query: str, k: int) -> list[Hit]:
     ids = [uuid.UUID(str(file_id)) for file_id in file_ids]
+    query = clean_question(query)
     if not ids or k < 1 or not query_terms(query):
         return []
     if connection.vendor == "postgresql":

@@ -1,16 +1,18 @@
 """Keeping uploads within COMBO_MAX_UPLOAD_BYTES, whatever the client claims.
 
-Three fences, so an oversized upload never fills memory or disk:
+Three fences, so an oversized upload can neither fill the disk nor memory:
 
-1. `upload_body_guard` (ASGI, in front of Django under daphne): Django's ASGI
-   handler spools the whole request body to a temporary file before any view
-   runs, so the limit has to hold before that. It refuses a Content-Length over
-   the limit at once and stops reading a body (chunked, or longer than it said)
-   as soon as it passes the limit, answering 413 with code 10123.
-2. `check_content_length` (in the view): the same early refusal on Django's own
-   request path (the test client, WSGI).
+1. `install_daphne_body_cap` (the server process): Twisted, under daphne,
+   buffers a whole request body (to a temporary file past 100 KB) before the
+   ASGI application sees a byte, and Django's ASGI handler then spools it again
+   before any view runs. So the cap must hold inside Twisted: a body declared
+   or streamed (chunked, or longer than it said) past `max_body_bytes()` is
+   answered 413 at once and the connection is closed; the rest is never stored.
+2. `check_content_length` (the view): refuses a declared Content-Length over
+   the upload limit before the body is parsed, on every server (and under
+   Django's test client).
 3. `SizeLimitUploadHandler` (multipart parsing): counts the bytes of the file
-   part itself and stops at the limit, whichever path the request took.
+   part itself and stops at exactly COMBO_MAX_UPLOAD_BYTES.
 
 The body may be a little larger than the file (multipart boundaries, part
 headers, the agent_id field): `MULTIPART_ALLOWANCE` bytes are allowed for that.
@@ -19,6 +21,7 @@ headers, the agent_id field): `MULTIPART_ALLOWANCE` bytes are allowed for that.
 from __future__ import annotations
 
 import json
+import logging
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
@@ -26,12 +29,21 @@ from django.core.files.uploadhandler import FileUploadHandler
 from agents.knowledge.services import too_large_error
 from combo.api.envelope import error_body
 from combo.api.middleware import new_request_id
+from combo.errors import ComboError, ErrorCode
+
+logger = logging.getLogger("combo.knowledge")
 
 MULTIPART_ALLOWANCE = 64 * 1024
+UPLOAD_PATH = b"/v1/combo/files"
 
 
-def body_limit() -> int:
+def upload_body_limit() -> int:
     return settings.COMBO_MAX_UPLOAD_BYTES + MULTIPART_ALLOWANCE
+
+
+def max_body_bytes() -> int:
+    """The largest request body any path may send (JSON bodies are capped lower by the API middleware)."""
+    return max(settings.API_MAX_JSON_BYTES, upload_body_limit())
 
 
 def check_content_length(meta: dict) -> None:
@@ -40,7 +52,7 @@ def check_content_length(meta: dict) -> None:
         declared = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return
-    if declared > body_limit():
+    if declared > upload_body_limit():
         raise too_large_error()
 
 
@@ -65,59 +77,68 @@ class SizeLimitUploadHandler(FileUploadHandler):
         return None  # the next handler builds the file object
 
 
-def upload_body_guard(app):
-    """Wrap the Django ASGI app for the upload route (see the module docstring)."""
-
-    async def guarded(scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST":
-            return await app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        request_id = new_request_id(headers.get("x-request-id"))
-        limit = body_limit()
-        try:
-            declared = int(headers.get("content-length", "0") or 0)
-        except ValueError:
-            declared = 0
-        if declared > limit:
-            return await _refuse(send, request_id)
-
-        received = 0
-        over = False
-
-        async def limited_receive():
-            nonlocal received, over
-            if over:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    # Django's body reader treats this as the client going away
-                    # and returns without a response; the 413 is sent below.
-                    over = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        await app(scope, limited_receive, send)
-        if over:
-            await _refuse(send, request_id)
-
-    return guarded
+# ---------------------------------------------------------------- inside daphne
 
 
-async def _refuse(send, request_id: str) -> None:
-    error = too_large_error()
+def _refusal(path: bytes) -> bytes:
+    """A complete HTTP/1.1 413 response with the envelope, closing the connection."""
+    if path.split(b"?", 1)[0] == UPLOAD_PATH:
+        error = too_large_error()
+    else:
+        limit = max_body_bytes()
+        error = ComboError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is over {limit:,} bytes.")
+    request_id = new_request_id(None)
     body = json.dumps(error_body(error.error, error.message, request_id, extra=error.extra)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": error.error.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"x-request-id", request_id.encode()),
-                # The rest of the body is not read; the client must not reuse this connection.
-                (b"connection", b"close"),
-            ],
-        }
+    head = (
+        "HTTP/1.1 413 Payload Too Large\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Request-Id: {request_id}\r\n"
+        "Connection: close\r\n\r\n"
     )
-    await send({"type": "http.response.body", "body": body})
+    return head.encode("latin-1") + body
+
+
+def install_daphne_body_cap() -> None:
+    """Cap request bodies inside Twisted (see the module docstring). Call once, in the daphne process."""
+    from daphne.http_protocol import WebRequest
+
+    if getattr(WebRequest, "_combo_body_cap", False):
+        return
+    got_length, handle_chunk, process = WebRequest.gotLength, WebRequest.handleContentChunk, WebRequest.process
+
+    def refuse(request) -> None:
+        request._combo_refused = True
+        channel = request.channel
+        path = getattr(channel, "_path", b"") or b""  # the request line is parsed before the body
+        logger.warning("refused a request body over %s bytes for %r", max_body_bytes(), path[:200])
+        channel.transport.write(_refusal(path))
+        channel.loseConnection()
+
+    def capped_got_length(self, length):
+        self._combo_refused = False
+        self._combo_body_bytes = 0
+        if length is not None and length > max_body_bytes():
+            got_length(self, 0)  # no buffer for a body that will never be read
+            refuse(self)
+            return
+        got_length(self, length)
+
+    def capped_handle_chunk(self, data):
+        if self._combo_refused:
+            return
+        self._combo_body_bytes += len(data)
+        if self._combo_body_bytes > max_body_bytes():
+            refuse(self)
+            return
+        handle_chunk(self, data)
+
+    def capped_process(self):
+        if getattr(self, "_combo_refused", False):
+            return None  # already answered 413; the application never runs
+        return process(self)
+
+    WebRequest.gotLength = capped_got_length
+    WebRequest.handleContentChunk = capped_handle_chunk
+    WebRequest.process = capped_process
+    WebRequest._combo_body_cap = True
