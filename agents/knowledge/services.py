@@ -11,13 +11,14 @@ half-indexed: it has all its chunks, or none.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -197,10 +198,7 @@ def _store(file_id, extraction) -> str:
         if not KnowledgeFile.objects.select_for_update().filter(id=file_id).exists():
             return "skipped"
         Chunk.objects.filter(file_id=file_id).delete()
-        Chunk.objects.bulk_create(
-            (Chunk(file_id=file_id, index=c.index, text=c.text, position=c.position) for c in extraction.chunks),
-            batch_size=_BULK_BATCH,
-        )
+        _insert_chunks(file_id, extraction.chunks)
         now = timezone.now()
         KnowledgeFile.objects.filter(id=file_id).update(
             status=KnowledgeFile.Status.READY,
@@ -213,6 +211,24 @@ def _store(file_id, extraction) -> str:
             updated_at=now,
         )
     return "ready"
+
+
+def _insert_chunks(file_id, chunks) -> None:
+    if connection.vendor == "postgresql":
+        # COPY is about twice as fast as multi-row INSERTs here, and ingestion
+        # time on PostgreSQL is mostly these writes (and the tsvector the
+        # database computes for each row). Same connection, same transaction.
+        with connection.cursor() as cursor:
+            copy_sql = 'COPY agents_chunk (file_id, "index", text, position) FROM STDIN'
+            with cursor.cursor.copy(copy_sql) as copy:
+                for chunk in chunks:
+                    position = json.dumps(chunk.position) if chunk.position is not None else None
+                    copy.write_row((file_id, chunk.index, chunk.text, position))
+        return
+    Chunk.objects.bulk_create(
+        (Chunk(file_id=file_id, index=c.index, text=c.text, position=c.position) for c in chunks),
+        batch_size=_BULK_BATCH,
+    )
 
 
 def _fail(file_id, reason: str) -> str:
