@@ -24,6 +24,7 @@ make retrieval fail.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -80,8 +81,12 @@ def fts5_match_expression(question: str) -> str | None:
     terms = query_terms(question)
     if not terms:
         return None
-    # \w never matches a double quote, so no term can close its own quotes.
-    return " OR ".join(f'"{term}"' for term in terms)
+    return " OR ".join(_fts5_phrase(term) for term in terms)
+
+
+def _fts5_phrase(term: str) -> str:
+    # A term is \w+ only, which never contains a double quote: it cannot close its own quotes.
+    return f'"{term}"'
 
 
 def search(*, file_ids: Iterable[uuid.UUID | str], query: str, k: int) -> list[Hit]:
@@ -116,8 +121,29 @@ def _hits(rows: Sequence[tuple], score) -> list[Hit]:
     return hits
 
 
+# Ranking scores every candidate chunk, so at most about this many are
+# ranked: the candidates are the chunks holding the question's rarest words.
+RANK_BUDGET_ROWS = 1000
+
+
+def within_budget(terms: list[str], matches) -> list[str]:
+    """The rarest terms whose estimated matches fit RANK_BUDGET_ROWS together (always at least one).
+
+    Like an IDF cut-off: a word found in a quarter of all chunks says little
+    about which chunk answers, and scoring all those chunks is what would make
+    a question slow on a large corpus. On a small corpus nothing is cut.
+    """
+    picked, total = [], 0
+    for term in sorted(terms, key=matches):
+        count = matches(term)
+        if picked and total + count > RANK_BUDGET_ROWS:
+            break
+        picked.append(term)
+        total += count
+    return picked
+
+
 def _search_sqlite(ids: list[uuid.UUID], query: str, k: int) -> list[Hit]:
-    expression = fts5_match_expression(query)
     placeholders = ", ".join(["%s"] * len(ids))
     sql = f"""
         SELECT c.id, c.file_id, c."index", c.text, c.position, bm25(agents_chunk_fts) AS rank
@@ -127,37 +153,90 @@ def _search_sqlite(ids: list[uuid.UUID], query: str, k: int) -> list[Hit]:
         ORDER BY rank, c.id
         LIMIT %s
     """
-    # UUIDField is stored as 32 hex characters on SQLite.
     with connection.cursor() as cursor:
+        counts = {}
+        for term in query_terms(query):
+            # How many chunks hold the word, counting no further than the budget:
+            # reading a doclist's first rowids is cheap, scoring them all is not.
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM agents_chunk_fts WHERE agents_chunk_fts MATCH %s LIMIT %s)",
+                [_fts5_phrase(term), RANK_BUDGET_ROWS + 1],
+            )
+            counts[term] = cursor.fetchone()[0]
+        terms = within_budget(list(counts), counts.__getitem__)
+        expression = " OR ".join(_fts5_phrase(term) for term in terms)
+        # UUIDField is stored as 32 hex characters on SQLite.
         cursor.execute(sql, [expression, *[file_id.hex for file_id in ids], k])
         rows = cursor.fetchall()
     return _hits(rows, lambda rank: -rank)
 
 
-_PG_SELECT = """
+_PG_STRICT = """
     SELECT c.id, c.file_id, c."index", c.text, c.position, ts_rank_cd(c.search_vector, q.query, 32) AS rank
-    FROM agents_chunk AS c, ({tsquery}) AS q(query)
-    WHERE c.file_id = ANY(%s) AND c.search_vector @@ q.query {exclude}
+    FROM agents_chunk AS c, (SELECT websearch_to_tsquery('english', %s)) AS q(query)
+    WHERE c.file_id = ANY(%s) AND c.search_vector @@ q.query
     ORDER BY rank DESC, c.id
     LIMIT %s
 """
+_PG_ANY = """
+    SELECT c.id, c.file_id, c."index", c.text, c.position, ts_rank_cd(c.search_vector, q.ranked, 32) AS rank
+    FROM agents_chunk AS c, (SELECT {candidates}, {ranked}) AS q(candidates, ranked)
+    WHERE c.file_id = ANY(%s) AND c.search_vector @@ q.candidates AND NOT (c.id = ANY(%s))
+    ORDER BY rank DESC, c.id
+    LIMIT %s
+"""
+# How long the planner's lexeme statistics are reused (see _pg_lexeme_matches).
+_STATS_SECONDS = 60
+_stats: dict[str, tuple[float, dict[str, float], float]] = {}
 
 
 def _search_postgresql(ids: list[uuid.UUID], query: str, k: int) -> list[Hit]:
     with connection.cursor() as cursor:
         # Every term: websearch_to_tsquery ANDs the words of a question.
-        cursor.execute(
-            _PG_SELECT.format(tsquery="SELECT websearch_to_tsquery('english', %s)", exclude=""),
-            [query, ids, k],
-        )
+        cursor.execute(_PG_STRICT, [query, ids, k])
         hits = _hits(cursor.fetchall(), lambda rank: 1.0 + rank)
         if len(hits) >= k:
             return hits
         # Any term: a natural-language question rarely has every word in one chunk.
-        terms = query_terms(query)
-        any_term = " || ".join(["plainto_tsquery('english', %s)"] * len(terms))
+        cursor.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [" ".join(query_terms(query))])
+        lexemes = cursor.fetchone()[0] or []
+        if not lexemes:
+            return hits
+        matches = _pg_lexeme_matches(cursor)
+        selective = within_budget(lexemes, matches) if matches else lexemes
+        any_of = " || ".join(["plainto_tsquery('simple', %s)"] * len(lexemes))
+        candidates = " || ".join(["plainto_tsquery('simple', %s)"] * len(selective))
         cursor.execute(
-            _PG_SELECT.format(tsquery=f"SELECT {any_term}", exclude="AND NOT (c.id = ANY(%s))"),
-            [*terms, ids, [hit.chunk_id for hit in hits], k - len(hits)],
+            _PG_ANY.format(candidates=candidates, ranked=any_of),
+            [*selective, *lexemes, ids, [hit.chunk_id for hit in hits], k - len(hits)],
         )
         return hits + _hits(cursor.fetchall(), lambda rank: rank)
+
+
+def _pg_lexeme_matches(cursor):
+    """An estimate of the chunks holding a lexeme, from the planner's statistics; None without any.
+
+    ANALYZE keeps the most common lexemes of search_vector with their share of
+    rows (a lexeme not listed is rarer than the least common one listed). The
+    shares are reused for a minute; the row count is read fresh each time.
+    """
+    cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'agents_chunk'::regclass")
+    rows = float(cursor.fetchone()[0] or 0)
+    fetched, shares, floor = _stats.get(connection.alias, (0.0, {}, 0.0))
+    if time.monotonic() - fetched > _STATS_SECONDS:
+        cursor.execute(
+            """
+            SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs
+            FROM pg_stats AS s
+            WHERE s.schemaname = current_schema() AND s.tablename = 'agents_chunk' AND s.attname = 'search_vector'
+            """
+        )
+        row = cursor.fetchone()
+        shares, floor = {}, 0.0
+        if row and row[0] and row[1]:
+            shares = dict(zip(row[0], row[1]))  # the last three numbers are the min, max and null shares
+            floor = row[1][len(row[0])]
+        _stats[connection.alias] = (time.monotonic(), shares, floor)
+    if not shares or rows <= 0:
+        return None
+    return lambda lexeme: shares.get(lexeme, floor / 2) * rows

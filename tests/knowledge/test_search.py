@@ -213,3 +213,33 @@ def test_the_postgresql_column_and_gin_index_exist(db):
         (expression,) = cursor.fetchone()
     assert "gin (search_vector)" in definition.lower()
     assert "to_tsvector('english'" in expression
+
+
+# ---------------------------------------------------------------- bounded work on large corpora
+
+
+def test_within_budget_keeps_the_rarest_terms_that_fit(monkeypatch):
+    from agents.knowledge import search as module
+
+    monkeypatch.setattr(module, "RANK_BUDGET_ROWS", 100)
+    counts = {"common": 90, "rare": 3, "uncommon": 40, "absent": 0}
+    assert module.within_budget(list(counts), counts.__getitem__) == ["absent", "rare", "uncommon"]
+    assert module.within_budget(["common", "huge"], {"common": 500, "huge": 900}.__getitem__) == ["common"]
+
+
+def test_a_word_in_too_many_chunks_does_not_pick_candidates(alice, monkeypatch):
+    """With a tiny budget, "common" (in 12 chunks) is left out and only "rare" chunks are ranked."""
+    from agents.knowledge import search as module
+
+    paragraphs = [f"Entry {i}: a common remark about item number {i}." for i in range(12)]
+    paragraphs += ["A rare sighting of a comet.", "Another rare event: an eclipse."]
+    text = "\n\n".join(f"# Note {i}\n\n{p}" for i, p in enumerate(paragraphs)).encode()
+    file = ingest(alice.user, "notes.md", text)
+    assert len(search(file_ids=[file.id], query="common rare", k=20)) == 14
+    monkeypatch.setattr(module, "RANK_BUDGET_ROWS", 3)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE agents_chunk")  # the estimates come from the planner's statistics
+        monkeypatch.setattr(module, "_stats", {})
+    hits = search(file_ids=[file.id], query="common rare", k=20)
+    assert sorted(hit.text.split("\n\n")[1] for hit in hits) == sorted(paragraphs[-2:])
