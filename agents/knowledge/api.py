@@ -47,7 +47,6 @@ class KnowledgeFileViewSet(
     serializer_class = KnowledgeFileSerializer
     parser_classes = [MultiPartParser]
     lookup_url_kwarg = "file_id"
-    extra_error_statuses = ["413", "415"]
 
     @extend_schema(
         operation_id="combo_files_upload",

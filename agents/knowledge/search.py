@@ -14,6 +14,15 @@ not across backends):
   phrases", `or` and `-word`) come first with score 1 + rank; when fewer than
   k do, chunks matching any term fill the list with score rank (< 1).
 
+On a large corpus a common word can be in a quarter of all chunks, and scoring
+all of them would make one question cost a hundred milliseconds. So the chunks
+considered are those holding the question's rarest words, as many words as fit
+RANK_BUDGET_ROWS estimated matches (SQLite counts them in the index, stopping at
+the budget; PostgreSQL reads the planner's lexeme statistics); on PostgreSQL
+those chunks are still ranked by every word. On a small corpus nothing is cut.
+The term statistics (bm25's idf, the row estimates) are over all chunks of the
+deployment, not only the files searched.
+
 A question is never passed to the database as query syntax. For FTS5 it is cut
 into words, each quoted and the quotes ORed, so "AND", "NEAR(", `*`, `"` or `^`
 are just words; for PostgreSQL the text goes to websearch_to_tsquery and

@@ -13,13 +13,14 @@ from drf_spectacular.openapi import AutoSchema
 from combo.errors import ErrorCode, markdown_table
 
 _ERROR_DESCRIPTIONS = {
-    "400": "Validation failed or the body is malformed (10001, 10002, 10004).",
+    "400": "Validation failed or the body is malformed (10001, 10002, 10004); for uploads also "
+    "an empty file (10120), content that does not match the file name (10122) or no file (10124).",
     "401": "Missing, invalid, revoked or expired credential (10010-10014).",
     "403": "Forbidden (10030, 10031).",
     "404": "Not found, or owned by someone else (10040).",
     "405": "Method not allowed (10050).",
-    "413": "Request body too large (10070).",
-    "415": "Unsupported Content-Type (10003).",
+    "413": "Request body too large (10070), or an uploaded file over the size limit (10123).",
+    "415": "Unsupported Content-Type (10003), or a kind of file that is not supported (10121).",
     "429": "Rate limited (10090); see Retry-After.",
     "500": "Internal error (20001).",
     "502": "Upstream error (30001, 30005, 30006).",
