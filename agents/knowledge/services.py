@@ -47,11 +47,12 @@ _BULK_BATCH = 500
 
 def too_large_error(size: int | None = None) -> ComboError:
     limit = settings.COMBO_MAX_UPLOAD_BYTES
-    said = f"The file is {size:,} bytes; " if size is not None else "The file is "
+    readable = f"{limit:,} bytes ({limit / (1024 * 1024):.3g} MiB)"
+    said = f"The file is {size:,} bytes; the limit is {readable}." if size is not None else (
+        f"The file is over the limit of {readable}."
+    )
     return ComboError(
-        ErrorCode.FILE_TOO_LARGE,
-        f"{said}the limit is {limit:,} bytes ({limit / (1024 * 1024):g} MiB). Split it into smaller files.",
-        extra={"limit_bytes": limit},
+        ErrorCode.FILE_TOO_LARGE, f"{said} Split it into smaller files.", extra={"limit_bytes": limit}
     )
 
 

@@ -112,6 +112,8 @@ def install_daphne_body_cap() -> None:
         channel = request.channel
         path = getattr(channel, "_path", b"") or b""  # the request line is parsed before the body
         logger.warning("refused a request body over %s bytes for %r", max_body_bytes(), path[:200])
+        # No "100 Continue" after the refusal (Twisted sends it after gotLength).
+        request.requestHeaders.removeHeader(b"Expect")
         channel.transport.write(_refusal(path))
         channel.loseConnection()
 
