@@ -1,8 +1,9 @@
-"""Operators' view of agents, sessions and messages."""
+"""Operators' view of agents, sessions, messages and knowledge files."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from agents.models import Agent, Message, Session
+from agents.knowledge.services import knowledge_file_delete, knowledge_file_requeue
+from agents.models import Agent, Chunk, KnowledgeFile, Message, Session
 
 
 @admin.register(Agent)
@@ -11,7 +12,7 @@ class AgentAdmin(admin.ModelAdmin):
     list_filter = ("llm_provider", "created_at")
     search_fields = ("name", "description", "owner__username", "id")
     list_select_related = ("owner",)
-    raw_id_fields = ("owner",)
+    raw_id_fields = ("owner", "files")
     readonly_fields = ("id", "created_at", "updated_at")
 
 
@@ -42,3 +43,63 @@ class MessageAdmin(admin.ModelAdmin):
     list_select_related = ("session",)
     raw_id_fields = ("session",)
     readonly_fields = ("id", "created_at", "completed_at")
+
+
+@admin.register(KnowledgeFile)
+class KnowledgeFileAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "kind", "size", "status", "chunk_count", "created_at")
+    list_filter = ("status", "kind", "created_at")
+    search_fields = ("name", "sha256", "id", "owner__username")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    readonly_fields = (
+        "id", "owner", "name", "size", "sha256", "kind", "original", "status", "failure_reason", "chunk_count",
+        "characters", "pages", "created_at", "updated_at", "processed_at",
+    )
+    actions = ["reingest", "delete_with_original"]
+
+    def has_add_permission(self, request):
+        return False  # files arrive through the API, which sniffs and dedupes them
+
+    @admin.action(description="Re-ingest (parse, chunk and index again)")
+    def reingest(self, request, queryset):
+        count = knowledge_file_requeue(files=queryset)
+        self.message_user(request, f"Queued {count} file(s) for ingestion.", messages.SUCCESS)
+
+    @admin.action(description="Delete, with chunks and stored originals")
+    def delete_with_original(self, request, queryset):
+        count = 0
+        for file in queryset:
+            knowledge_file_delete(file=file)
+            count += 1
+        self.message_user(request, f"Deleted {count} file(s).", messages.SUCCESS)
+
+    def delete_model(self, request, obj):
+        knowledge_file_delete(file=obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # The bulk delete would leave stored originals behind; delete_with_original replaces it.
+        actions.pop("delete_selected", None)
+        return actions
+
+
+@admin.register(Chunk)
+class ChunkAdmin(admin.ModelAdmin):
+    list_display = ("id", "file", "index", "position", "short_text")
+    search_fields = ("text", "file__name", "file__id")
+    list_select_related = ("file",)
+    readonly_fields = ("id", "file", "index", "text", "position")
+
+    @admin.display(description="text")
+    def short_text(self, chunk):
+        return chunk.text[:80]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # chunks belong to their file's ingestion

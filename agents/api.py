@@ -28,7 +28,7 @@ from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin, OwnedReadC
 class AgentViewSet(OwnedModelViewSet):
     """Agents: a name, instructions (the system prompt), an LLM choice and an opening message."""
 
-    queryset = Agent.objects.all()
+    queryset = Agent.objects.prefetch_related("files")
     serializer_class = AgentSerializer
 
     def perform_create(self, serializer):

@@ -1,14 +1,25 @@
 """What a completion asks of the agent's knowledge: the passages for a question.
 
-The knowledge part of the agents app (files, chunks, full-text search) plugs in
-here; until an agent has ready files, there is nothing to retrieve.
+The top COMBO_RETRIEVAL_TOP_K chunks of the agent's `ready` files, ranked by
+full-text search (agents.knowledge.search). Files still queued, processing or
+failed are not searched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
+
+from agents.knowledge.search import search
 from agents.llm.base import Passage
+
+
+
+def _significant(score: float, digits: int = 6) -> float:
+    # Significant digits, not decimal places: FTS5's bm25 can be as small as
+    # 1e-6 per term (its idf floor for words in most chunks of a small corpus).
+    return float(f"{score:.{digits}g}")
 
 
 @dataclass(frozen=True)
@@ -17,5 +28,22 @@ class Retrieved:
     file_id: str
 
 
-def retrieve_passages(*, agent, question: str) -> list[Retrieved]:
-    return []
+def retrieve_passages(*, agent, question: str, k: int | None = None) -> list[Retrieved]:
+    names = dict(agent.files.ready().values_list("id", "name"))
+    if not names:
+        return []
+    hits = search(file_ids=names, query=question, k=k or settings.COMBO_RETRIEVAL_TOP_K)
+    return [
+        Retrieved(
+            passage=Passage(
+                # "<file id>:<chunk index>": stable for the file, and it says where to look.
+                id=f"{hit.file_id}:{hit.index}",
+                file_name=names[hit.file_id],
+                content=hit.text,
+                score=_significant(hit.score),
+                position=hit.position,
+            ),
+            file_id=str(hit.file_id),
+        )
+        for hit in hits
+    ]

@@ -1,4 +1,4 @@
-"""Agents, their sessions and the messages in them.
+"""Agents, their sessions and the messages in them; the knowledge files agents answer from.
 
 A Message of the assistant is written `in_progress` before generation starts and
 finished afterwards, so a crash leaves a row a reaper can find and mark
@@ -26,6 +26,8 @@ class Agent(models.Model):
     llm_model = models.CharField(max_length=200, blank=True, default="")
     temperature = models.FloatField(null=True, blank=True)
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # The knowledge files this agent retrieves from (only the `ready` ones count).
+    files = models.ManyToManyField("KnowledgeFile", related_name="agents", blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -101,3 +103,89 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+def _original_path(instance: "KnowledgeFile", filename: str) -> str:
+    # Never the uploader's file name (it is kept in `name`): ids only, fanned out.
+    return f"knowledge/{instance.id.hex[:2]}/{instance.id.hex}"
+
+
+class KnowledgeFileQuerySet(models.QuerySet):
+    def ready(self):
+        return self.filter(status=KnowledgeFile.Status.READY)
+
+
+class KnowledgeFile(models.Model):
+    """A file an owner uploaded for agents to answer from.
+
+    The original is kept through Django's storage API (MEDIA_ROOT in the data
+    folder by default), so moving to S3-compatible storage is a settings change.
+    Status moves queued -> processing -> ready | failed, in the background task.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        READY = "ready"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="knowledge_files")
+    name = models.CharField(max_length=255, help_text="The file name as uploaded.")
+    size = models.PositiveBigIntegerField(help_text="Bytes.")
+    sha256 = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, help_text="text, markdown, html, pdf, docx, csv, json or code.")
+    original = models.FileField(upload_to=_original_path, max_length=255)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    failure_reason = models.CharField(max_length=1000, blank=True, default="")
+    chunk_count = models.PositiveIntegerField(default=0)
+    characters = models.PositiveBigIntegerField(default=0)
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = KnowledgeFileQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # Upload dedupe: "has this owner sent these exact bytes before?" is a
+            # lookup on (owner, sha256), and two racing uploads of the same bytes
+            # cannot both insert (the loser returns the winner's file).
+            models.UniqueConstraint(fields=["owner", "sha256"], name="knowledgefile_owner_sha256_uniq"),
+        ]
+        indexes = [
+            # GET /v1/combo/files: one owner's files, newest first.
+            models.Index(fields=["owner", "-created_at"], name="kfile_owner_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Chunk(models.Model):
+    """A citable piece of a file's text: what retrieval finds and completions quote.
+
+    The integer id is the row id the full-text index is keyed by (SQLite FTS5
+    `content_rowid`); the PostgreSQL index is a generated tsvector column. Both
+    are created by migration 0002 for their own database only.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    file = models.ForeignKey(KnowledgeFile, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField(help_text="0-based order within the file.")
+    text = models.TextField()
+    position = models.JSONField(null=True, blank=True, help_text='e.g. {"page": 3} or {"heading": "Setup"}')
+
+    class Meta:
+        constraints = [
+            # One chunk per place in a file; also serves "a file's chunks in order".
+            models.UniqueConstraint(fields=["file", "index"], name="chunk_file_index_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.file_id}:{self.index}"
+
+    @property
+    def reference_id(self) -> str:
+        return f"{self.file_id}:{self.index}"

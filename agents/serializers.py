@@ -6,6 +6,9 @@ from rest_framework import serializers
 from agents.models import Agent, Message, Session
 from combo.api.serializers import StrictSerializerMixin
 
+# Keeps one agent's retrieval query (an IN list of its files) reasonable.
+MAX_FILES_PER_AGENT = 1000
+
 
 class LLMChoiceSerializer(StrictSerializerMixin, serializers.Serializer):
     provider = serializers.CharField(
@@ -29,15 +32,35 @@ class LLMChoiceSerializer(StrictSerializerMixin, serializers.Serializer):
         return value
 
 
+class FileIdsField(serializers.ListField):
+    """The agent's knowledge files as ids: written as the whole new list, read oldest attached file first."""
+
+    child = serializers.UUIDField()
+
+    def to_representation(self, files):
+        ordered = sorted(files.all(), key=lambda file: (file.created_at, file.id))
+        return [str(file.id) for file in ordered]
+
+
 class AgentSerializer(StrictSerializerMixin, serializers.ModelSerializer):
     llm = LLMChoiceSerializer(source="*", required=False)
     instructions = serializers.CharField(
         required=False, allow_blank=True, max_length=20000, help_text="The system prompt."
     )
+    file_ids = FileIdsField(
+        source="files",
+        required=False,
+        max_length=MAX_FILES_PER_AGENT,
+        help_text="The knowledge files this agent retrieves from (ids from /v1/combo/files). "
+        "Writing it replaces the whole list: [] detaches every file. Only `ready` files are searched.",
+    )
 
     class Meta:
         model = Agent
-        fields = ["id", "name", "description", "instructions", "opening_message", "llm", "created_at", "updated_at"]
+        fields = [
+            "id", "name", "description", "instructions", "opening_message", "llm", "file_ids", "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "created_at", "updated_at"]
         extra_kwargs = {
             "description": {"max_length": 2000},

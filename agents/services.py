@@ -4,25 +4,48 @@ from __future__ import annotations
 
 from django.db import transaction
 
+import uuid
+from collections.abc import Iterable
+
 from accounts.models import User
-from agents.models import Agent, Message, Session
+from agents.models import Agent, KnowledgeFile, Message, Session
+from combo.errors import ComboError, ErrorCode
 
 
 @transaction.atomic
-def agent_create(*, owner: User, **fields) -> Agent:
+def agent_create(*, owner: User, files: Iterable[uuid.UUID] | None = None, **fields) -> Agent:
     agent = Agent(owner=owner, **fields)
     agent.full_clean()
     agent.save()
+    if files is not None:
+        agent_set_files(agent=agent, file_ids=files)
     return agent
 
 
 @transaction.atomic
-def agent_update(*, agent: Agent, **fields) -> Agent:
+def agent_update(*, agent: Agent, files: Iterable[uuid.UUID] | None = None, **fields) -> Agent:
     for name, value in fields.items():
         setattr(agent, name, value)
     agent.full_clean()
     agent.save()
+    if files is not None:
+        agent_set_files(agent=agent, file_ids=files)
     return agent
+
+
+def agent_set_files(*, agent: Agent, file_ids: Iterable[uuid.UUID]) -> None:
+    """Replace the agent's knowledge files; every id must be one of the agent owner's files."""
+    wanted = list(dict.fromkeys(uuid.UUID(str(file_id)) for file_id in file_ids))
+    found = set(KnowledgeFile.objects.filter(owner_id=agent.owner_id, id__in=wanted).values_list("id", flat=True))
+    missing = [str(file_id) for file_id in wanted if file_id not in found]
+    if missing:
+        # Another user's file answers exactly like a file that does not exist.
+        raise ComboError(
+            ErrorCode.VALIDATION_FAILED,
+            "Invalid fields: file_ids.",
+            errors={"file_ids": [f"You have no file with id {file_id}." for file_id in missing]},
+        )
+    agent.files.set(wanted)
 
 
 @transaction.atomic

@@ -2,9 +2,11 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from agents import api, streaming
+from agents.knowledge.api import KnowledgeFileViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("agents", api.AgentViewSet, basename="agent")
+router.register("files", KnowledgeFileViewSet, basename="file")
 router.register(r"agents/(?P<agent_id>[^/]+)/sessions", api.AgentSessionViewSet, basename="agent-session")
 
 # The completions route is an async view; `.cls` lets drf-spectacular document it.

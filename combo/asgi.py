@@ -33,3 +33,7 @@ from combo import shutdown  # noqa: E402
 
 if shutdown.running_under_daphne():
     shutdown.install()
+    # Twisted buffers whole request bodies before the app runs: cap them there.
+    from agents.knowledge.uploads import install_daphne_body_cap  # noqa: E402
+
+    install_daphne_body_cap()

@@ -355,3 +355,24 @@ COMBO_WEBHOOK_RETRY_JITTER = envfloat("COMBO_WEBHOOK_RETRY_JITTER", 0.2)
 # metadata addresses, unless the host name or a CIDR containing the address is
 # listed here (on-premises receivers), e.g. "ci.internal,10.20.0.0/16".
 COMBO_WEBHOOK_ALLOWED_HOSTS = envlist("COMBO_WEBHOOK_ALLOWED_HOSTS", [])
+# --- Knowledge: file uploads, ingestion, retrieval --------------------------
+# The largest file accepted by POST /v1/combo/files (bytes; 20 MiB by default).
+# Checked against Content-Length before the body is read and against the bytes
+# actually streamed, so a client that lies about its size is cut off too.
+COMBO_MAX_UPLOAD_BYTES = envint("COMBO_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
+# Uploads up to this size stay in memory; larger ones stream to FILE_UPLOAD_TEMP_DIR.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_TEMP_DIR = DATA_DIR / "tmp"
+FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
+# Chunking: characters per chunk, of which the first ~overlap repeat the end of
+# the previous chunk (so a passage across a boundary is found whole).
+COMBO_CHUNK_SIZE = envint("COMBO_CHUNK_SIZE", 1200, minimum=100)
+COMBO_CHUNK_OVERLAP = envint("COMBO_CHUNK_OVERLAP", 150, minimum=0)
+if COMBO_CHUNK_OVERLAP > COMBO_CHUNK_SIZE // 2:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"COMBO_CHUNK_OVERLAP ({COMBO_CHUNK_OVERLAP}) must be at most half of COMBO_CHUNK_SIZE ({COMBO_CHUNK_SIZE})"
+    )
+# Passages a completion retrieves from the agent's ready files.
+COMBO_RETRIEVAL_TOP_K = envint("COMBO_RETRIEVAL_TOP_K", 5, minimum=1)

@@ -14,14 +14,15 @@ from combo import ratelimit
 from combo.errors import ErrorCode, markdown_table
 
 _ERROR_DESCRIPTIONS = {
-    "400": "Validation failed or the body is malformed (10001, 10002, 10004).",
+    "400": "Validation failed or the body is malformed (10001, 10002, 10004); for uploads also "
+    "an empty file (10120), content that does not match the file name (10122) or no file (10124).",
     "401": "Missing, invalid, revoked or expired credential (10010-10014).",
     "403": "Forbidden (10030, 10031).",
     "404": "Not found, or owned by someone else (10040).",
     "409": "Conflicts with the current state (10060).",
     "405": "Method not allowed (10050).",
-    "413": "Request body too large (10070).",
-    "415": "Unsupported Content-Type (10003).",
+    "413": "Request body too large (10070), or an uploaded file over the size limit (10123).",
+    "415": "Unsupported Content-Type (10003), or a kind of file that is not supported (10121).",
     "429": (
         "Rate limited (10090): `data` names the `family`, its `limit` per minute and "
         "`retry_after` (seconds, as in the Retry-After header)."

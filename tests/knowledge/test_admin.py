@@ -1,0 +1,70 @@
+"""Operators' pages for knowledge files and chunks."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from agents.knowledge import services
+from agents.knowledge.tasks import ingest_file
+from agents.models import Chunk, KnowledgeFile
+
+
+@pytest.fixture
+def staff_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def ready_file(alice):
+    file, _ = services.knowledge_file_upload(
+        owner=alice.user, upload=SimpleUploadedFile("faq.md", b"# FAQ\n\nThe lighthouse opens at dawn.\n")
+    )
+    ingest_file.call(str(file.id))
+    file.refresh_from_db()
+    return file
+
+
+def test_the_file_list_searches_by_name_and_sha_and_filters(staff_client, ready_file):
+    for query in ("?q=faq", f"?q={ready_file.sha256}", "?status__exact=ready&kind=markdown"):
+        response = staff_client.get("/admin/agents/knowledgefile/" + query)
+        assert response.status_code == 200 and b"faq.md" in response.content, query
+    response = staff_client.get("/admin/agents/knowledgefile/?status__exact=failed")
+    assert b"faq.md" not in response.content
+
+
+def test_the_reingest_action_queues_the_file_and_the_worker_makes_it_ready(
+    staff_client, ready_file, django_capture_on_commit_callbacks, drain
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            "/admin/agents/knowledgefile/", {"action": "reingest", "_selected_action": [str(ready_file.pk)]}
+        )
+    assert response.status_code == 302
+    assert KnowledgeFile.objects.get().status == "queued"
+    assert drain() == 1
+    assert KnowledgeFile.objects.get().status == "ready" and Chunk.objects.count() == 1
+
+
+def test_the_delete_action_removes_the_stored_original_too(
+    staff_client, ready_file, django_capture_on_commit_callbacks
+):
+    path = ready_file.original.path
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(
+            "/admin/agents/knowledgefile/",
+            {"action": "delete_with_original", "_selected_action": [str(ready_file.pk)]},
+        )
+    import os
+
+    assert not KnowledgeFile.objects.exists() and not os.path.exists(path)
+
+
+def test_chunks_are_read_only_and_searchable_by_text(staff_client, ready_file):
+    chunk = Chunk.objects.get()
+    response = staff_client.get("/admin/agents/chunk/?q=lighthouse")
+    assert response.status_code == 200 and b"lighthouse" in response.content
+    assert staff_client.get(f"/admin/agents/chunk/{chunk.pk}/change/").status_code == 200
+    assert staff_client.post(f"/admin/agents/chunk/{chunk.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Chunk.objects.filter(pk=chunk.pk).exists()

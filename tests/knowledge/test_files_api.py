@@ -1,0 +1,377 @@
+"""/v1/combo/files through the test client: upload, status lifecycle, dedupe, delete, ownership.
+
+Uploads use the real multipart path; ingestion runs in the real django-tasks
+database queue, drained by the real worker loop (the `drain` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from agents.models import Agent, Chunk, KnowledgeFile
+from agents.knowledge.search import search
+
+TEXT = b"Refunds are issued within 14 days of the return arriving at our warehouse.\n"
+
+ACCEPTED = {
+    "notes.txt": (b"Plain notes about the quarterly budget review.\n", "text"),
+    "guide.md": (b"# Guide\n\nIntro.\n\n## Setup\n\nInstall the gizmo with care.\n", "markdown"),
+    "page.html": (b"<html><body><h1>Welcome</h1><p>The lighthouse opens at dawn.</p></body></html>", "html"),
+    "people.csv": (b"name,city\nAda,London\nGrace,Arlington\n", "csv"),
+    "config.json": (b'{"service": {"port": 8080, "name": "harbour"}}', "json"),
+    "tool.py": (b"def greet(name):\n    return f'hello {name}'\n", "code"),
+}
+
+
+def stored_originals() -> set[Path]:
+    root = Path(settings.MEDIA_ROOT) / "knowledge"
+    return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+
+
+def get_file(api, actor, file_id):
+    status, body, _ = api.get(f"/v1/combo/files/{file_id}", auth=actor.key_auth)
+    assert status == 200, body
+    return body["data"]
+
+
+def make_agent(api, actor, **fields) -> dict:
+    status, body, _ = api.post("/v1/combo/agents", {"name": "Helper", **fields}, auth=actor.key_auth)
+    assert status == 201, body
+    return body["data"]
+
+
+# ---------------------------------------------------------------- accepted kinds
+
+
+@pytest.mark.parametrize("name", sorted(ACCEPTED))
+def test_each_text_kind_is_queued_then_ingested_and_searchable(api, alice, upload, drain, name):
+    data, kind = ACCEPTED[name]
+    status, body, _ = upload(alice, name, data)
+    assert status == 201, body
+    queued = body["data"]
+    assert (queued["status"], queued["name"], queued["kind"], queued["size"]) == ("queued", name, kind, len(data))
+    assert queued["chunk_count"] == 0 and queued["failure_reason"] is None and queued["processed_at"] is None
+
+    assert drain() == 1
+    ready = get_file(api, alice, queued["id"])
+    assert ready["status"] == "ready", ready
+    assert ready["chunk_count"] == Chunk.objects.filter(file_id=queued["id"]).count() >= 1
+    assert ready["characters"] > 0 and ready["processed_at"]
+    stored = KnowledgeFile.objects.get(id=queued["id"])
+    assert stored.owner == alice.user and stored.original.read() == data
+
+
+def test_a_pdf_is_ingested_with_pages_and_page_positions(api, alice, upload, drain, files):
+    pdf = files.text_pdf([["Refund policy", "Refunds take 14 days."], ["Shipping", "Parcels leave Rotterdam daily."]])
+    status, body, _ = upload(alice, "policy.pdf", pdf)
+    assert status == 201 and body["data"]["kind"] == "pdf"
+    drain()
+    ready = get_file(api, alice, body["data"]["id"])
+    assert (ready["status"], ready["pages"], ready["chunk_count"]) == ("ready", 2, 2)
+    hits = search(file_ids=[ready["id"]], query="Rotterdam parcels", k=5)
+    assert hits[0].position == {"page": 2}
+
+
+def test_a_docx_is_ingested_with_heading_positions(api, alice, upload, drain, docx_bytes):
+    status, body, _ = upload(alice, "handbook.docx", docx_bytes)
+    assert status == 201 and body["data"]["kind"] == "docx"
+    drain()
+    ready = get_file(api, alice, body["data"]["id"])
+    assert ready["status"] == "ready" and ready["pages"] is None
+    hits = search(file_ids=[ready["id"]], query="installer licence", k=1)
+    assert hits[0].position == {"heading": "Handbook > Setup > Install"}
+
+
+# ---------------------------------------------------------------- refused at once
+
+
+@pytest.mark.parametrize(
+    "name, data, status, code",
+    [
+        ("empty.txt", b"", 400, 10120),
+        ("blank.md", b"   \n\n  ", 400, 10120),
+        ("photo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, 415, 10121),
+        ("program", b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 64, 415, 10121),
+        ("program.pdf", b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 64, 400, 10122),
+        ("data.csv", bytes(range(256)) * 4, 400, 10122),
+    ],
+)
+def test_bad_files_are_refused_with_their_code_and_nothing_is_stored(api, alice, upload, name, data, status, code):
+    before = stored_originals()
+    got, body, response = upload(alice, name, data)
+    assert (got, body["code"]) == (status, code), body
+    assert body["data"]["request_id"] == response["X-Request-Id"]
+    assert body["message"] and "Traceback" not in body["message"]
+    assert not KnowledgeFile.objects.exists()
+    assert stored_originals() == before
+
+
+def test_a_pdf_renamed_txt_is_refused_as_a_mismatch(alice, upload, files):
+    status, body, _ = upload(alice, "policy.txt", files.text_pdf([["Hello"]]))
+    assert (status, body["code"]) == (400, 10122)
+    assert "PDF" in body["message"] and ".pdf" in body["message"]
+    assert not KnowledgeFile.objects.exists()
+
+
+def test_a_request_without_the_file_field_is_10124(client, alice):
+    response = client.post("/v1/combo/files", {"document": "nope"}, **alice.key_auth)
+    assert (response.status_code, response.json()["code"]) == (400, 10124)
+    response = client.post("/v1/combo/files", {}, **alice.key_auth)
+    assert (response.status_code, response.json()["code"]) == (400, 10124)
+
+
+def test_a_json_body_is_refused_as_the_wrong_media_type(api, alice):
+    status, body, _ = api.post("/v1/combo/files", {"file": "text"}, auth=alice.key_auth)
+    assert (status, body["code"]) == (415, 10003)
+
+
+def test_unknown_form_fields_are_validation_errors(alice, upload):
+    status, body, _ = upload(alice, "notes.txt", TEXT, colour="red")
+    assert (status, body["code"]) == (400, 10001) and body["data"]["errors"] == {"colour": ["Unknown field."]}
+    assert not KnowledgeFile.objects.exists()
+
+
+@override_settings(COMBO_MAX_UPLOAD_BYTES=1000)
+def test_a_file_over_the_limit_is_413_even_when_the_body_is_small_enough(alice, upload):
+    # 1,500 bytes: under the body allowance, so the multipart byte counter refuses it.
+    status, body, _ = upload(alice, "big.txt", b"word " * 300)
+    assert (status, body["code"]) == (413, 10123), body
+    assert body["data"]["limit_bytes"] == 1000
+    assert body["message"] == "The file is over the limit of 1,000 bytes (0.000954 MiB). Split it into smaller files."
+    assert not KnowledgeFile.objects.exists()
+
+
+@override_settings(COMBO_MAX_UPLOAD_BYTES=1000)
+def test_a_declared_length_over_the_limit_is_refused_before_reading(client, alice):
+    response = client.post(
+        "/v1/combo/files", data=b"x" * 10, content_type="multipart/form-data; boundary=zzz",
+        CONTENT_LENGTH=str(10 * 1024 * 1024), **alice.key_auth,
+    )
+    assert (response.status_code, response.json()["code"]) == (413, 10123)
+
+
+def test_the_default_limit_is_20_mib():
+    assert settings.COMBO_MAX_UPLOAD_BYTES == 20 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- failed in the background
+
+
+def test_an_encrypted_pdf_goes_queued_processing_failed_with_a_reason(api, alice, upload, drain, files, monkeypatch):
+    locked = files.encrypted_pdf(files.text_pdf([["Secret plans"]]), user_password="s3cret", owner_password="o")
+    status, body, _ = upload(alice, "plans.pdf", locked)
+    assert status == 201 and body["data"]["status"] == "queued"
+
+    from agents.knowledge import services
+
+    seen = []
+    real_extract = services.extract
+
+    def watching_extract(*args, **kwargs):
+        seen.append(KnowledgeFile.objects.get(id=body["data"]["id"]).status)
+        return real_extract(*args, **kwargs)
+
+    monkeypatch.setattr(services, "extract", watching_extract)
+    drain()
+    failed = get_file(api, alice, body["data"]["id"])
+    assert seen == ["processing"]
+    assert failed["status"] == "failed" and "password-protected" in failed["failure_reason"]
+    assert failed["chunk_count"] == 0 and failed["processed_at"]
+    assert not Chunk.objects.exists()
+
+
+def test_a_zip_bomb_named_docx_fails_with_a_reason(api, alice, upload, drain, files):
+    status, body, _ = upload(alice, "report.docx", files.ratio_bomb(zero_megabytes=20))
+    assert status == 201
+    drain()
+    failed = get_file(api, alice, body["data"]["id"])
+    assert failed["status"] == "failed" and "zip bomb" in failed["failure_reason"]
+    assert not Chunk.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "name, data, reason",
+    [
+        ("broken.json", b'{"a": 1,,}', "JSON file is invalid"),
+        ("scan.pdf", None, "no extractable text"),
+    ],
+)
+def test_parse_errors_fail_with_the_parsers_reason(api, alice, upload, drain, files, name, data, reason):
+    status, body, _ = upload(alice, name, data if data is not None else files.blank_pdf())
+    assert status == 201
+    drain()
+    failed = get_file(api, alice, body["data"]["id"])
+    assert failed["status"] == "failed" and reason in failed["failure_reason"]
+
+
+# ---------------------------------------------------------------- dedupe
+
+
+def test_the_same_bytes_again_return_the_existing_file_with_200(api, alice, upload, drain):
+    first_status, first, _ = upload(alice, "a.txt", TEXT)
+    drain()
+    again_status, again, _ = upload(alice, "copy-of-a.txt", TEXT)
+    assert (first_status, again_status) == (201, 200)
+    assert again["data"]["id"] == first["data"]["id"] and again["data"]["name"] == "a.txt"
+    assert again["data"]["status"] == "ready"
+    assert drain() == 0, "nothing is queued for the duplicate"
+    assert KnowledgeFile.objects.count() == 1 and Chunk.objects.count() == 1
+    assert len([p for p in stored_originals() if first["data"]["id"].replace("-", "") in p.name]) == 1
+
+
+def test_the_same_bytes_from_another_owner_are_a_separate_file(alice, bob, upload):
+    _, mine, _ = upload(alice, "a.txt", TEXT)
+    status, theirs, _ = upload(bob, "a.txt", TEXT)
+    assert status == 201 and theirs["data"]["id"] != mine["data"]["id"]
+
+
+def test_a_duplicate_upload_with_agent_id_attaches_the_existing_file(api, alice, upload):
+    _, first, _ = upload(alice, "a.txt", TEXT)
+    agent = make_agent(api, alice)
+    status, again, _ = upload(alice, "a.txt", TEXT, agent_id=agent["id"])
+    assert status == 200 and again["data"]["agent_ids"] == [agent["id"]]
+    assert list(Agent.objects.get(id=agent["id"]).files.values_list("id", flat=True)) == [
+        uuid.UUID(first["data"]["id"])
+    ]
+
+
+# ---------------------------------------------------------------- list, read, delete
+
+
+def test_files_are_listed_newest_first_with_a_cursor(api, alice, upload):
+    ids = [upload(alice, f"n{i}.txt", f"note number {i}".encode())[1]["data"]["id"] for i in range(3)]
+    status, body, _ = api.get("/v1/combo/files?limit=2", auth=alice.key_auth)
+    assert status == 200 and [f["id"] for f in body["data"]["items"]] == ids[::-1][:2]
+    status, body, _ = api.get(f"/v1/combo/files?limit=2&cursor={body['data']['next_cursor']}", auth=alice.key_auth)
+    assert [f["id"] for f in body["data"]["items"]] == ids[:1] and body["data"]["next_cursor"] is None
+
+
+def test_delete_removes_the_row_chunks_index_entries_links_and_original(
+    api, alice, upload, drain, django_capture_on_commit_callbacks
+):
+    agent = make_agent(api, alice)
+    _, body, _ = upload(alice, "a.txt", TEXT, agent_id=agent["id"])
+    file_id = body["data"]["id"]
+    drain()
+    assert search(file_ids=[file_id], query="refunds", k=5)
+    original = Path(KnowledgeFile.objects.get(id=file_id).original.path)
+    assert original.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        status, _, _ = api.delete(f"/v1/combo/files/{file_id}", auth=alice.key_auth)
+    assert status == 204
+    assert not KnowledgeFile.objects.filter(id=file_id).exists() and not Chunk.objects.exists()
+    assert search(file_ids=[file_id], query="refunds", k=5) == []
+    assert not original.exists()
+    assert Agent.objects.get(id=agent["id"]).files.count() == 0
+    assert api.get(f"/v1/combo/files/{file_id}", auth=alice.key_auth)[0] == 404
+
+
+def test_a_file_deleted_before_the_worker_runs_is_skipped(api, alice, upload, drain):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    api.delete(f"/v1/combo/files/{body['data']['id']}", auth=alice.key_auth)
+    assert drain() == 1
+    assert not Chunk.objects.exists()
+
+
+# ---------------------------------------------------------------- ownership
+
+
+def test_bob_cannot_read_delete_or_list_alices_file(api, alice, bob, upload):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    file_id = body["data"]["id"]
+    for method in ("get", "delete"):
+        status, theirs, _ = api.call(method, f"/v1/combo/files/{file_id}", auth=bob.key_auth)
+        missing_status, missing, _ = api.call(method, f"/v1/combo/files/{uuid.uuid4()}", auth=bob.key_auth)
+        assert (status, theirs["code"], theirs["message"]) == (missing_status, missing["code"], missing["message"])
+        assert status == 404 and theirs["code"] == 10040
+    assert api.get("/v1/combo/files/not-a-uuid", auth=bob.key_auth)[0] == 404
+    assert api.get("/v1/combo/files", auth=bob.key_auth)[1]["data"]["items"] == []
+    assert KnowledgeFile.objects.filter(id=file_id).exists()
+
+
+def test_bob_cannot_attach_alices_file_to_his_agent(api, alice, bob, upload):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    agent = make_agent(api, bob)
+    status, error, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"file_ids": [body["data"]["id"]]},
+                                 auth=bob.key_auth)
+    assert (status, error["code"]) == (400, 10001)
+    assert error["data"]["errors"]["file_ids"] == [f"You have no file with id {body['data']['id']}."]
+    assert Agent.objects.get(id=agent["id"]).files.count() == 0
+    status, error, _ = api.post("/v1/combo/agents", {"name": "x", "file_ids": [body["data"]["id"]]},
+                                auth=bob.key_auth)
+    assert (status, error["code"]) == (400, 10001) and not Agent.objects.filter(owner=bob.user).exclude(
+        id=agent["id"]).exists()
+
+
+def test_bob_cannot_upload_into_alices_agent(api, alice, bob, upload):
+    agent = make_agent(api, alice)
+    status, body, _ = upload(bob, "b.txt", TEXT, agent_id=agent["id"])
+    assert (status, body["code"]) == (400, 10001) and "agent_id" in body["data"]["errors"]
+    assert not KnowledgeFile.objects.exists()
+
+
+def test_unauthenticated_uploads_are_401(client):
+    response = client.post("/v1/combo/files", {"file": ("a.txt", b"x")})
+    assert (response.status_code, response.json()["code"]) == (401, 10010)
+
+
+# ---------------------------------------------------------------- attaching through the agent
+
+
+def test_file_ids_on_the_agent_attach_replace_and_detach(api, alice, upload):
+    ids = [upload(alice, f"{i}.txt", f"text {i}".encode())[1]["data"]["id"] for i in range(3)]
+    agent = make_agent(api, alice, file_ids=ids[:2])
+    assert agent["file_ids"] == ids[:2]
+    status, body, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"file_ids": [ids[2], ids[0]]},
+                                auth=alice.key_auth)
+    assert status == 200 and body["data"]["file_ids"] == [ids[0], ids[2]]
+    status, body, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"name": "Renamed"}, auth=alice.key_auth)
+    assert body["data"]["file_ids"] == [ids[0], ids[2]], "a PATCH without file_ids keeps them"
+    status, body, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"file_ids": []}, auth=alice.key_auth)
+    assert body["data"]["file_ids"] == [] and KnowledgeFile.objects.count() == 3
+    listed = api.get("/v1/combo/agents", auth=alice.key_auth)[1]["data"]["items"]
+    assert listed[0]["file_ids"] == []
+
+
+def test_upload_with_agent_id_attaches_at_once(api, alice, upload):
+    agent = make_agent(api, alice)
+    status, body, _ = upload(alice, "a.txt", TEXT, agent_id=agent["id"])
+    assert status == 201 and body["data"]["agent_ids"] == [agent["id"]]
+    assert api.get(f"/v1/combo/agents/{agent['id']}", auth=alice.key_auth)[1]["data"]["file_ids"] == [
+        body["data"]["id"]
+    ]
+
+
+def test_bad_file_ids_are_validation_errors(api, alice):
+    agent = make_agent(api, alice)
+    status, body, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"file_ids": ["nope"]}, auth=alice.key_auth)
+    assert (status, body["code"]) == (400, 10001) and "file_ids" in body["data"]["errors"]
+
+
+# ---------------------------------------------------------------- OpenAPI
+
+
+def test_the_file_operations_are_typed_in_the_openapi_document(api, db):
+    from openapi_spec_validator import validate
+
+    status, _, response = api.get("/v1/openapi.json")
+    assert status == 200
+    document = json.loads(response.content)
+    validate(document)
+    upload_op = document["paths"]["/v1/combo/files"]["post"]
+    form = upload_op["requestBody"]["content"]["multipart/form-data"]["schema"]
+    form = document["components"]["schemas"][form["$ref"].rsplit("/", 1)[1]]
+    assert form["properties"]["file"] == {"type": "string", "format": "binary", "description": form["properties"]["file"]["description"]}
+    assert form["required"] == ["file"] and "agent_id" in form["properties"]
+    assert {"200", "201", "400", "401", "413", "415"} <= set(upload_op["responses"])
+    assert set(document["paths"]["/v1/combo/files/{file_id}"]) >= {"get", "delete"}
+    assert "get" in document["paths"]["/v1/combo/files"]
+    agent_schema = document["components"]["schemas"]["Agent"]
+    assert agent_schema["properties"]["file_ids"]["type"] == "array"
