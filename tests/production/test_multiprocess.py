@@ -54,3 +54,19 @@ def test_a_key_revoked_through_one_process_is_refused_by_the_other(pair):
         assert one.delete(f"/v1/api-keys/{created['id']}").status_code == 200
     refused = httpx.get(f"{pair.urls[1]}/v1/combo/agents", headers=key)
     assert (refused.status_code, refused.json()["code"]) == (401, 10012)
+
+
+def test_a_file_uploaded_through_one_process_is_answered_from_through_the_other(pair):
+    text = b"# Deploying\n\nThe staging cluster is called heliotrope and deploys run every Tuesday.\n"
+    with http(pair, 0) as one:
+        uploaded = one.post("/v1/combo/files", files={"file": ("deploy.md", text)}).json()["data"]
+        assert uploaded["status"] == "queued"
+        agent = one.post("/v1/combo/agents", json={"name": "ops", "file_ids": [uploaded["id"]]}).json()["data"]
+    # The worker is its own process, as `manage.py serve` runs it.
+    pair.manage("db_worker", "--batch", "--no-startup-delay", "--interval", "0", "-v", "0")
+    with http(pair, 1) as two:
+        assert two.get(f"/v1/combo/files/{uploaded['id']}").json()["data"]["status"] == "ready"
+        answer = two.post(f"/v1/combo/agents/{agent['id']}/completions",
+                          json={"question": "What is the staging cluster called?"}).json()["data"]
+    assert [ref["file_id"] for ref in answer["reference"]] == [uploaded["id"]]
+    assert "heliotrope" in answer["reference"][0]["content"] and "heliotrope" in answer["answer"]
