@@ -16,8 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+
 from agents.services import agent_create
 from integrations.signing import sign
+from tests.worker import run_worker
 
 EVENTS = "/v1/integrations/webhooks/{}/events"
 OFFLINE_NOTICE = "No language model is configured for this deployment"
@@ -70,16 +72,6 @@ def post_event(api):
         return api.call("POST", EVENTS.format(webhook_id), raw=raw, content_type=content_type, **headers)
 
     return post
-
-
-def run_worker() -> None:
-    """Run the database task worker until no task is ready (`db_worker --batch`, in this process)."""
-    from django_tasks_db.management.commands.db_worker import Worker
-
-    Worker(
-        queue_names=["default"], interval=0, batch=True, backend_name="default", startup_delay=False,
-        max_tasks=None, worker_id="test-worker", excluded_queue_names=[],
-    ).run()
 
 
 @pytest.fixture

@@ -26,6 +26,9 @@ def _event(post_event, hook, question="Review this PR for me", **kw):
     return WebhookDelivery.objects.get(id=body["data"]["delivery_id"])
 
 
+# Transactional: the real worker closes stale connections between tasks, which
+# PostgreSQL cannot do inside the usual per-test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_a_real_receiver_gets_a_signed_result_after_two_503s(
     allow_loopback, receiver, make_webhook, post_event, api, alice
 ):

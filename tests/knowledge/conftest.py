@@ -12,7 +12,10 @@ import zipfile
 
 import docx
 import pytest
+
 from pypdf import PdfReader, PdfWriter
+
+from tests.worker import run_worker
 
 ELF_HEAD = (
     b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 8 + b"\x02\x00\x3e\x00\x01\x00\x00\x00" + b"\x00" * 40
@@ -190,33 +193,6 @@ def upload(client, django_capture_on_commit_callbacks):
         return response.status_code, envelope, response
 
     return do
-
-
-def run_worker() -> int:
-    """Run django-tasks-db's worker loop until the queue is empty; returns the tasks it ran.
-
-    In process, inside the test's transaction; only its connection recycling
-    (close_old_connections, which would close the test's connection) is off.
-    The real `manage.py db_worker` process is exercised in test_worker_live.py.
-    """
-    from unittest import mock
-
-    from django_tasks_db.management.commands import db_worker
-    from django_tasks_db.management.commands.db_worker import Worker
-
-    worker = Worker(
-        queue_names=["default"],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="test-worker",
-        excluded_queue_names=[],
-    )
-    with mock.patch.object(db_worker, "close_old_connections", lambda: None):
-        worker.run()
-    return worker._run_tasks
 
 
 @pytest.fixture

@@ -58,7 +58,13 @@ def test_with_fail_closed_chosen_requests_are_refused_with_503(api, alice, redis
     assert "fail-closed" in warning.getMessage()
 
 
-def test_any_cache_error_is_handled_not_only_redis_ones(api, alice, monkeypatch):
+@pytest.fixture
+def locmem(settings):
+    """These tests break LocMemCache's methods, so they need it whatever REDIS_URL says."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "x"}}
+
+
+def test_any_cache_error_is_handled_not_only_redis_ones(api, alice, monkeypatch, locmem):
     def broken(self, *args, **kwargs):
         raise OSError("disk on fire")
 
@@ -68,7 +74,7 @@ def test_any_cache_error_is_handled_not_only_redis_ones(api, alice, monkeypatch)
     assert "X-RateLimit-Limit" not in response
 
 
-def test_a_cache_that_swallows_errors_is_caught_too(api, alice, monkeypatch):
+def test_a_cache_that_swallows_errors_is_caught_too(api, alice, monkeypatch, locmem):
     # django-redis with IGNORE_EXCEPTIONS answers None instead of raising;
     # django-ratelimit then reports a count it never got (time_left -1).
     monkeypatch.setattr(LocMemCache, "add", lambda self, *a, **k: None)
