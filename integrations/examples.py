@@ -61,6 +61,10 @@ def sample_event(question_template: str) -> dict:
     return event or {"action": "opened"}
 
 
+# The second line of SIG=...: a backslash-newline continues the command substitution.
+_HMAC = '  | openssl dgst -sha256 -hmac "$COMBO_WEBHOOK_SECRET" -r | cut -d\' \' -f1)"'
+
+
 def _shell_quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
@@ -76,12 +80,11 @@ def curl_openssl(*, events_url: str, question_template: str, timestamped: bool) 
     if timestamped:
         lines += [
             "T=$(date +%s)",
-            'SIG="t=$T,sha256=$(printf \'%s.%s\' "$T" "$BODY" | openssl dgst -sha256 -hmac "$COMBO_WEBHOOK_SECRET" -r | cut -d\' \' -f1)"',
+            'SIG="t=$T,sha256=$(printf \'%s.%s\' "$T" "$BODY" \\',
+            _HMAC,
         ]
     else:
-        lines.append(
-            'SIG="sha256=$(printf \'%s\' "$BODY" | openssl dgst -sha256 -hmac "$COMBO_WEBHOOK_SECRET" -r | cut -d\' \' -f1)"'
-        )
+        lines += ['SIG="sha256=$(printf \'%s\' "$BODY" \\', _HMAC]
     lines += [
         f"curl -s {_shell_quote(events_url)} \\",
         '  -H "Content-Type: application/json" -H "X-Combo-Signature: $SIG" \\',
