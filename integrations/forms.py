@@ -11,7 +11,7 @@ from django import forms
 
 from agents.models import Agent
 from combo.errors import ComboError
-from integrations import template
+from integrations import ssrf, template
 from integrations.models import Webhook
 
 TEMPLATE_HELP = (
@@ -87,8 +87,28 @@ class WebhookForm(forms.Form):
             raise forms.ValidationError("Give the webhook a name.")
         return name
 
+    def clean_question_template(self) -> str:
+        # The service checks this too; checking here as well shows every field's error at once.
+        value = self.cleaned_data["question_template"]
+        bad = template.invalid_placeholders(value)
+        if bad:
+            raise forms.ValidationError(
+                "Placeholders must be dotted paths like {{ pull_request.title }}: " + ", ".join(bad)
+            )
+        return value
+
     def clean_callback_url(self) -> str:
-        return self.cleaned_data["callback_url"].strip()
+        url = self.cleaned_data["callback_url"].strip()
+        if url and url != self.initial.get("callback_url"):
+            # The SSRF guard, as the service runs it when saving (which it does again).
+            try:
+                ssrf.parse_url(url)
+                ssrf.check_callback_url(url)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+            except ComboError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return url
 
     def webhook_fields(self) -> dict:
         """The cleaned values, ready for integrations.services.webhook_create/webhook_update."""

@@ -19,7 +19,8 @@ from django.test import Client
 from django.utils import timezone
 
 from agents import services as agent_services
-from integrations import examples, services, signing, template, vault
+from combo.errors import ComboError, ErrorCode
+from integrations import examples, services, signing, ssrf, template, vault
 from integrations.models import DeliveryAttempt, Webhook, WebhookDelivery
 from tests.integrations.conftest import allow_loopback, receiver, run_worker  # noqa: F401 (fixtures)
 
@@ -249,6 +250,46 @@ def test_the_ssrf_guard_refusal_is_shown_next_to_the_callback_field(alice_client
     assert not Webhook.objects.exists()
 
 
+def test_every_refused_field_is_shown_at_once(alice_client, alice_agent):
+    token = fresh_token(alice_client)
+    response = alice_client.post(WEBHOOKS + "new/", create_form(
+        alice_agent, form_token=token, question_template="{{ a|b }}", callback_url="http://10.0.0.1/x",
+    ))
+    page = body(response)
+    assert "Placeholders must be dotted paths" in field_errors(page, "question_template")
+    assert "a private address" in field_errors(page, "callback_url")
+
+
+def test_a_refusal_from_the_service_lands_next_to_its_field(alice_client, alice_agent, monkeypatch):
+    """The service has the last word (the form's checks may pass and the service's still refuse)."""
+    def refuse(**fields):
+        raise ssrf.CallbackRefused("Callback URLs may not point to a loopback address: rebound.example (127.0.0.1).")
+
+    monkeypatch.setattr(services, "webhook_create", refuse)
+    token = fresh_token(alice_client)
+    response = alice_client.post(WEBHOOKS + "new/", create_form(
+        alice_agent, form_token=token, callback_url=PUBLIC_CALLBACK,
+    ))
+    assert response.status_code == 400
+    assert "rebound.example (127.0.0.1)" in field_errors(body(response), "callback_url")
+    # The token was not spent: the corrected form can still be sent.
+    monkeypatch.undo()
+    assert alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token)).status_code == 201
+
+
+def test_a_refusal_without_a_field_is_shown_above_the_form(alice_client, hook, monkeypatch):
+    def refuse(**fields):
+        raise ComboError(ErrorCode.CONFLICT, "Something else went wrong.")
+
+    monkeypatch.setattr(services, "webhook_update", refuse)
+    response = alice_client.post(f"{WEBHOOKS}{hook.webhook.id}/settings/", {
+        "name": "Renamed", "agent": str(hook.webhook.agent_id), "callback_url": PUBLIC_CALLBACK, "enabled": "on",
+        "question_template": hook.webhook.question_template,
+    })
+    assert response.status_code == 400
+    assert re.search(r'<div class="form-errors" role="alert">\s*<p>Something else went wrong.</p>', body(response))
+
+
 def test_a_callback_url_that_is_not_http_is_refused_next_to_its_field(alice_client, alice_agent):
     token = fresh_token(alice_client)
     response = alice_client.post(WEBHOOKS + "new/", create_form(
@@ -302,6 +343,25 @@ def test_an_edit_refused_by_the_ssrf_guard_changes_nothing(alice_client, hook):
     assert 'value="http://127.0.0.1/steal"' in page  # kept in the field to correct
     stored = Webhook.objects.get(id=hook.webhook.id)
     assert (stored.name, stored.callback_url) == ("PR reviews", PUBLIC_CALLBACK)
+
+
+def test_an_unchanged_callback_url_is_not_vetted_again_on_save(alice_client, alice, alice_agent, settings):
+    settings.COMBO_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]
+    made = services.webhook_create(
+        owner=alice.user, agent=alice_agent, name="On premises", callback_url="http://127.0.0.1:9000/hook",
+    )
+    settings.COMBO_WEBHOOK_ALLOWED_HOSTS = []  # the operator narrowed the allowlist since
+    path = f"{WEBHOOKS}{made.webhook.id}/settings/"
+    response = alice_client.post(path, {
+        "name": "Renamed", "agent": str(alice_agent.id), "callback_url": "http://127.0.0.1:9000/hook", "enabled": "on",
+    })
+    assert response.status_code == 302
+    assert Webhook.objects.get(id=made.webhook.id).name == "Renamed"
+    # Changing it is vetted.
+    response = alice_client.post(path, {
+        "name": "Renamed", "agent": str(alice_agent.id), "callback_url": "http://127.0.0.1:9001/hook", "enabled": "on",
+    })
+    assert response.status_code == 400 and "a loopback address" in field_errors(body(response), "callback_url")
 
 
 def test_an_edit_refuses_another_users_agent(alice_client, hook, bob_agent):
