@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -93,7 +94,9 @@ def test_every_page_renders_for_its_owner(alice_client, hook):
 
 
 def test_every_page_needs_a_signed_in_user(client, hook):
-    paths = all_pages(hook.webhook.id) + [f"{WEBHOOKS}{hook.webhook.id}/secret/"]
+    paths = all_pages(hook.webhook.id) + [
+        f"{WEBHOOKS}{hook.webhook.id}/secret/", f"{WEBHOOKS}{hook.webhook.id}/deliveries/{uuid.uuid4()}/redeliver/",
+    ]
     for path in paths:
         response = client.get(path)
         assert response.status_code == 302 and response["Location"].startswith("/console/login/?next="), path
@@ -508,6 +511,8 @@ def test_deleting_refuses_a_post_without_the_csrf_token(alice, hook):
 # --- Deliveries ------------------------------------------------------------------------
 
 
+# The in-process worker opens connections of its own: no test-wide transaction (PostgreSQL's pool).
+@pytest.mark.django_db(transaction=True)
 def test_deliveries_show_status_reason_timings_and_attempts(
     alice_client, client, alice, alice_agent, receiver, allow_loopback,  # noqa: F811
 ):
@@ -547,6 +552,8 @@ def test_deliveries_show_status_reason_timings_and_attempts(
     assert f"delivery-{rejected.id}" in filtered and f"delivery-{delivery.id}" not in filtered
 
 
+# The in-process worker opens connections of its own: no test-wide transaction (PostgreSQL's pool).
+@pytest.mark.django_db(transaction=True)
 def test_redeliver_sends_the_result_again(alice_client, client, alice, alice_agent, receiver, allow_loopback):  # noqa: F811
     made = services.webhook_create(owner=alice.user, agent=alice_agent, name="Results", callback_url=receiver.url)
     accepted = send_event(client, made.webhook.id, made.secret, {"question": "Again?"})
