@@ -1,8 +1,8 @@
 """The web console (server-rendered pages under /console/), in the `console` namespace.
 
 Each app owns its pages and lists them in its own console_urls module; this
-file only mounts them. The integrations app adds its Webhooks pages the same
-way (one include line here, one NavItem in its AppConfig).
+file only mounts them (the integrations app's Webhooks pages included: one
+include line here, one NavItem in its AppConfig).
 """
 
 from django.templatetags.static import static
@@ -17,6 +17,7 @@ pages = [
     path("", RedirectView.as_view(pattern_name="console:agents", permanent=False), name="home"),
     path("", include("accounts.console_urls")),
     path("", include("agents.console_urls")),
+    path("", include("integrations.console_urls")),
     path("api/", console.api_page, name="api"),
     path("api/postman.json", console.postman_collection, name="postman"),
 ]

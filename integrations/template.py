@@ -24,6 +24,12 @@ def invalid_placeholders(template: str) -> list[str]:
     return [match.group(0) for match in _PLACEHOLDER.finditer(template) if not _PATH.match(match.group(1).strip())]
 
 
+def placeholder_paths(template: str) -> list[str]:
+    """The dotted paths the template's valid placeholders name, in order (for examples)."""
+    paths = [match.group(1).strip() for match in _PLACEHOLDER.finditer(template)]
+    return [path for path in paths if _PATH.match(path)]
+
+
 def lookup(payload, path: str):
     """The value at `path`, or None. Only dict keys and list indexes are followed."""
     value = payload
