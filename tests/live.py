@@ -143,11 +143,15 @@ def _drop_pg_database(url: str) -> None:
 
 def read_sse(response: httpx.Response) -> list[tuple[str, dict | str]]:
     """Parse a text/event-stream body into (event, data) pairs; comments as ('comment', text)."""
+    return read_sse_lines(response.iter_lines())
+
+
+def read_sse_lines(lines) -> list[tuple[str, dict | str]]:
     import json
 
     events: list[tuple[str, dict | str]] = []
     event, data_lines = "message", []
-    for line in response.iter_lines():
+    for line in lines:
         if line.startswith(":"):
             events.append(("comment", line[1:].strip()))
         elif line.startswith("event:"):

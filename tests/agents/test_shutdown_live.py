@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.live import LiveCombo, read_sse
+from tests.live import LiveCombo, read_sse_lines
 
 
 @pytest.fixture
@@ -42,22 +42,44 @@ def assistant_rows(combo) -> list[tuple]:
     return [tuple(row) for row in eval(out)]  # the repr of a list of tuples of str/int/None
 
 
+class Listener(threading.Thread):
+    """Streams one answer, noting when the first frame arrived and every line."""
+
+    def __init__(self, combo, question):
+        super().__init__()
+        self.combo, self.question = combo, question
+        self.first_frame = threading.Event()
+        self.lines: list[str] = []
+
+    def run(self):
+        headers = {"Authorization": f"Bearer {self.combo.key}"}
+        try:
+            with httpx.Client(base_url=self.combo.url, headers=headers, timeout=30) as http:
+                with http.stream("POST", f"/v1/combo/agents/{self.combo.agent}/completions",
+                                 json={"question": self.question, "stream": True}) as response:
+                    for line in response.iter_lines():
+                        self.lines.append(line)
+                        if line.startswith("event: message"):
+                            self.first_frame.set()
+        except httpx.HTTPError:
+            pass  # the killed server drops the connection
+        finally:
+            self.first_frame.set()
+
+    def events(self):
+        return read_sse_lines(self.lines)
+
+
 def test_sigterm_mid_stream_ends_the_stream_cleanly_and_records_it(upstream):
     combo = start(upstream)
-    events: list = []
-
-    def listen():
-        with httpx.Client(base_url=combo.url, headers={"Authorization": f"Bearer {combo.key}"}, timeout=30) as http:
-            with http.stream("POST", f"/v1/combo/agents/{combo.agent}/completions",
-                             json={"question": "a long answer please", "stream": True}) as response:
-                events.extend(read_sse(response))
-
-    thread = threading.Thread(target=listen)
-    thread.start()
-    time.sleep(1.0)  # a few tokens in; 40 tokens at 0.25 s take 10 s
+    listener = Listener(combo, "a long answer please")
+    listener.start()
+    assert listener.first_frame.wait(20)  # streaming; 40 tokens at 0.25 s take 10 s
+    time.sleep(0.5)
     combo.processes[0].send_signal(signal.SIGTERM)
-    thread.join(timeout=20)
+    listener.join(timeout=20)
     assert combo.processes[0].wait(timeout=20) == 0
+    events = listener.events()
     kinds = [kind for kind, _ in events if kind != "comment"]
     assert kinds[0] == "message" and kinds[-2:] == ["error", "done"]
     error = [data for kind, data in events if kind == "error"][0]
@@ -69,22 +91,11 @@ def test_sigterm_mid_stream_ends_the_stream_cleanly_and_records_it(upstream):
 
 def test_a_killed_server_leaves_in_progress_rows_that_the_reaper_marks(upstream):
     combo = start(upstream)
-
-    def listen():
-        try:
-            with httpx.Client(base_url=combo.url, headers={"Authorization": f"Bearer {combo.key}"}, timeout=30) as h:
-                with h.stream("POST", f"/v1/combo/agents/{combo.agent}/completions",
-                              json={"question": "x", "stream": True}) as response:
-                    for _ in response.iter_lines():
-                        pass
-        except httpx.HTTPError:
-            pass
-
-    thread = threading.Thread(target=listen)
-    thread.start()
-    time.sleep(1.0)
+    listener = Listener(combo, "x")
+    listener.start()
+    assert listener.first_frame.wait(20)
     combo.processes[0].send_signal(signal.SIGKILL)
-    thread.join(timeout=20)
+    listener.join(timeout=20)
     assert assistant_rows(combo) == [("in_progress", None, 0)]
     assert "Would mark 1" in combo.manage("reap_interrupted", "--older-than", "0", "--dry-run")
     assert assistant_rows(combo) == [("in_progress", None, 0)]
