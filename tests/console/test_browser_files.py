@@ -19,8 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.console.test_browser import (  # noqa: F401  (fixtures)
-    CHROMIUM,
+# The browser fixtures are test_browser.py's, imported by name (so the test
+# functions' `page` argument shadows the import: ruff's F811, on purpose).
+# ruff: noqa: F811
+from tests.console.test_browser import (  # noqa: F401
     PASSWORD,
     SCREENSHOTS,
     api,
@@ -63,20 +65,20 @@ def live():
 @pytest.fixture
 def worker(live):
     """`manage.py db_worker` beside the server for this test, as `manage.py serve` runs it."""
-    log = open(Path(live.data_dir) / "db_worker.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2", "--no-reload"],
-        cwd=ROOT, env=live.env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    log.close()
-    assert process.returncode in (0, -15), (Path(live.data_dir) / "db_worker.log").read_text()[-2000:]
+    log_path = Path(live.data_dir) / "db_worker.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2", "--no-reload"],
+            cwd=ROOT, env=live.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        yield process
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode in (0, -15), log_path.read_text()[-2000:]
 
 
 def new_agent(live, name: str) -> str:
