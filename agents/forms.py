@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from agents import llm_config
-from agents.models import Agent
+from agents.models import Agent, KnowledgeFile
 
 
 class AgentForm(forms.ModelForm):
@@ -63,3 +63,30 @@ class AgentForm(forms.ModelForm):
     def agent_fields(self) -> dict:
         """The cleaned values, ready for agents.services.agent_create/agent_update."""
         return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+
+class FileChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, file) -> str:
+        return f"{file.name} ({file.kind}, {file.get_status_display().lower()})"
+
+
+class AttachFileForm(forms.Form):
+    """Attach one of the owner's files that this agent does not have yet."""
+
+    file = FileChoiceField(
+        label="Attach a file you uploaded before",
+        queryset=KnowledgeFile.objects.none(),
+        empty_label="Choose a file…",
+        error_messages={
+            "required": "Choose a file to attach.",
+            "invalid_choice": "That file is not one of yours, or it is attached already.",
+        },
+    )
+
+    def __init__(self, *args, agent: Agent, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].queryset = (
+            KnowledgeFile.objects.filter(owner_id=agent.owner_id)
+            .exclude(agents=agent)
+            .order_by("name", "created_at")
+        )

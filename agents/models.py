@@ -13,6 +13,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+# Keeps one agent's retrieval query (an IN list of its files) reasonable.
+MAX_FILES_PER_AGENT = 1000
+
 
 class Agent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

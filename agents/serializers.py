@@ -3,11 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from agents.models import Agent, Message, Session
+from agents.models import MAX_FILES_PER_AGENT, Agent, Message, Session
 from combo.api.serializers import StrictSerializerMixin
-
-# Keeps one agent's retrieval query (an IN list of its files) reasonable.
-MAX_FILES_PER_AGENT = 1000
 
 
 class LLMChoiceSerializer(StrictSerializerMixin, serializers.Serializer):

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from accounts.models import User
-from agents.models import Agent, KnowledgeFile, Message, Session
+from agents.models import MAX_FILES_PER_AGENT, Agent, KnowledgeFile, Message, Session
 from combo.errors import ComboError, ErrorCode
 
 
@@ -46,6 +46,43 @@ def agent_set_files(*, agent: Agent, file_ids: Iterable[uuid.UUID]) -> None:
             errors={"file_ids": [f"You have no file with id {file_id}." for file_id in missing]},
         )
     agent.files.set(wanted)
+
+
+@transaction.atomic
+def agent_file_attach(*, agent: Agent, file: KnowledgeFile) -> bool:
+    """Attach one of the agent owner's files; False when it was attached already.
+
+    The console's "attach existing file"; the API writes the whole list instead
+    (`agent_set_files`). The agent's row is locked so two attaches racing for
+    the last of MAX_FILES_PER_AGENT places cannot both take it.
+    """
+    if file.owner_id != agent.owner_id:
+        # Another user's file answers exactly like a file that does not exist.
+        raise ComboError(
+            ErrorCode.VALIDATION_FAILED,
+            "Invalid fields: file_ids.",
+            errors={"file_ids": [f"You have no file with id {file.id}."]},
+        )
+    Agent.objects.select_for_update().filter(pk=agent.pk).first()
+    if agent.files.filter(pk=file.pk).exists():
+        return False
+    if agent.files.count() >= MAX_FILES_PER_AGENT:
+        raise ComboError(
+            ErrorCode.VALIDATION_FAILED,
+            f"An agent may have at most {MAX_FILES_PER_AGENT} files; detach one first.",
+            errors={"file_ids": [f"An agent may have at most {MAX_FILES_PER_AGENT} files."]},
+        )
+    agent.files.add(file)
+    return True
+
+
+@transaction.atomic
+def agent_file_detach(*, agent: Agent, file: KnowledgeFile) -> bool:
+    """Detach a file from the agent (the file itself is kept); False when it was not attached."""
+    if not agent.files.filter(pk=file.pk).exists():
+        return False
+    agent.files.remove(file)
+    return True
 
 
 @transaction.atomic

@@ -1,9 +1,12 @@
-"""Console pages for agents: list, create, edit, delete, and the playground.
+"""Console pages for agents: list, create, edit, delete, the playground, and knowledge files.
 
-Every page looks agents up through `_owned_agent`, so another user's agent is
-a 404 exactly like one that does not exist. The playground page is rendered
-here; its JavaScript (static/console/playground.js) calls the public
-completions endpoint with a short-lived JWT from /console/token.
+Every page looks agents and files up through `_owned_agent` / `_owned_file`,
+so another user's agent or file is a 404 exactly like one that does not exist.
+The playground page is rendered here; its JavaScript
+(static/console/playground.js) calls the public completions endpoint with a
+short-lived JWT from /console/token. Uploads work the same way
+(static/console/files.js posts to /v1/combo/files); attaching, detaching and
+deleting files are form POSTs to these views, through the service layer.
 """
 
 from __future__ import annotations
@@ -12,15 +15,51 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.urls import reverse
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents import llm_config, services
-from agents.forms import AgentForm
-from agents.models import Agent
+from agents.forms import AgentForm, AttachFileForm
+from agents.knowledge import services as knowledge_services
+from agents.models import Agent, KnowledgeFile
+from combo.errors import ComboError
+
+# Stands for a file's id in URLs the page JavaScript fills in for new uploads.
+_ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
 
 def _owned_agent(request, agent_id) -> Agent:
     return get_object_or_404(Agent, id=agent_id, owner=request.user)
+
+
+def _owned_file(request, file_id) -> KnowledgeFile:
+    return get_object_or_404(KnowledgeFile, id=file_id, owner=request.user)
+
+
+def _upload_context(request, agent: Agent | None) -> dict:
+    """What static/console/files.js needs: where to get a token and where to upload."""
+    return {
+        "token_url": reverse("console:token"),
+        "files_url": reverse("file-list"),
+        "agent_id": str(agent.id) if agent else "",
+        "max_bytes": settings.COMBO_MAX_UPLOAD_BYTES,
+        "login_url": f"{reverse('console:login')}?{urlencode({'next': request.get_full_path()})}",
+        "id_placeholder": _ID_PLACEHOLDER,
+    }
+
+
+def _render_edit(request, agent: Agent, form: AgentForm, attach_form: AttachFileForm | None = None, status=200):
+    files = agent.files.order_by("created_at", "id")
+    attach_form = attach_form or AttachFileForm(agent=agent)
+    context = {
+        "form": form,
+        "agent": agent,
+        "files": files,
+        "attach_form": attach_form,
+        "upload": _upload_context(request, agent),
+    }
+    return render(request, "agents/agent_form.html", context, status=status)
 
 
 @login_required
@@ -51,8 +90,69 @@ def agent_edit(request, agent_id):
         services.agent_update(agent=agent, **form.agent_fields())
         messages.success(request, f"Saved “{agent.name}”.")
         return redirect("console:agent-edit", agent_id=agent.id)
-    status = 400 if form.is_bound else 200
-    return render(request, "agents/agent_form.html", {"form": form, "agent": agent}, status=status)
+    return _render_edit(request, agent, form, status=400 if form.is_bound else 200)
+
+
+def _files_section(agent: Agent) -> str:
+    return reverse("console:agent-edit", kwargs={"agent_id": agent.id}) + "#files"
+
+
+@login_required
+@require_POST
+def agent_file_attach(request, agent_id):
+    """Attach one of the user's files (the "attach existing file" select)."""
+    agent = _owned_agent(request, agent_id)
+    attach_form = AttachFileForm(request.POST, agent=agent)
+    if attach_form.is_valid():
+        file = attach_form.cleaned_data["file"]
+        try:
+            services.agent_file_attach(agent=agent, file=file)
+        except ComboError as exc:
+            attach_form.add_error("file", exc.message)
+        else:
+            messages.success(request, f"Attached “{file.name}” to {agent.name}.")
+            return redirect(_files_section(agent))
+    return _render_edit(request, agent, AgentForm(instance=agent), attach_form, status=400)
+
+
+@login_required
+@require_POST
+def agent_file_detach(request, agent_id, file_id):
+    """Detach a file from the agent; the file stays in the user's files."""
+    agent = _owned_agent(request, agent_id)
+    file = _owned_file(request, file_id)
+    if services.agent_file_detach(agent=agent, file=file):
+        messages.success(request, f"Detached “{file.name}”. It is still in your files.")
+    else:
+        messages.info(request, f"“{file.name}” was not attached to {agent.name}.")
+    return redirect(_files_section(agent))
+
+
+@login_required
+@require_GET
+def file_list(request):
+    """Every file the user uploaded, with the agents using it."""
+    files = (
+        KnowledgeFile.objects.filter(owner=request.user)
+        .prefetch_related("agents")
+        .order_by("-created_at", "id")
+    )
+    context = {"files": files, "upload": _upload_context(request, None)}
+    return render(request, "agents/file_list.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def file_delete(request, file_id):
+    """GET asks for confirmation; only the POST from that page deletes."""
+    file = _owned_file(request, file_id)
+    if request.method == "POST":
+        name = file.name
+        knowledge_services.knowledge_file_delete(file=file)
+        messages.success(request, f"Deleted “{name}”. No agent answers from it any more.")
+        return redirect("console:files")
+    agents = file.agents.order_by("name")
+    return render(request, "agents/file_confirm_delete.html", {"file": file, "agents": agents})
 
 
 @login_required

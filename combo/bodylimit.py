@@ -14,8 +14,11 @@ import json
 
 from django.conf import settings
 
+from combo.api.envelope import error_body
 from combo.api.middleware import new_request_id
 from combo.errors import ErrorCode
+
+UPLOAD_PATH = "/v1/combo/files"
 
 
 def _limit(path: str, headers: dict[bytes, bytes]) -> int | None:
@@ -26,13 +29,23 @@ def _limit(path: str, headers: dict[bytes, bytes]) -> int | None:
     return settings.API_MAX_JSON_BYTES
 
 
-async def _refuse(send, headers: dict[bytes, bytes], limit: int) -> None:
+async def _refuse(send, headers: dict[bytes, bytes], limit: int, path: str) -> None:
     request_id = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
     error = ErrorCode.PAYLOAD_TOO_LARGE
-    body = json.dumps(
-        {"code": error.code, "message": f"The request body is over the limit of {limit} bytes.",
-         "data": {"request_id": request_id}}
-    ).encode()
+    if path == UPLOAD_PATH:
+        # The upload's own refusal (10123, with data.limit_bytes), as the view and
+        # the cap inside daphne answer it; that cap is the larger of this limit and
+        # the JSON one, so a small COMBO_MAX_UPLOAD_BYTES is enforced here first.
+        from agents.knowledge.services import too_large_error
+
+        refusal = too_large_error()
+        error = refusal.error
+        body = json.dumps(error_body(error, refusal.message, request_id, extra=refusal.extra)).encode()
+    else:
+        body = json.dumps(
+            {"code": error.code, "message": f"The request body is over the limit of {limit} bytes.",
+             "data": {"request_id": request_id}}
+        ).encode()
     await send({
         "type": "http.response.start",
         "status": error.status,
@@ -54,7 +67,7 @@ def body_limit(app):
         if declared is not None:
             # The server frames the body by Content-Length, so it cannot exceed it.
             if declared.isdigit() and int(declared) > limit:
-                return await _refuse(send, headers, limit)
+                return await _refuse(send, headers, limit, scope.get("path", ""))
             return await app(scope, receive, send)
         # No Content-Length (chunked): read up to the limit here, then replay.
         messages, size = [], 0
@@ -65,7 +78,7 @@ def body_limit(app):
                 break
             size += len(message.get("body", b""))
             if size > limit:
-                return await _refuse(send, headers, limit)
+                return await _refuse(send, headers, limit, scope.get("path", ""))
             if not message.get("more_body", False):
                 break
         replay = iter(messages)

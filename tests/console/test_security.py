@@ -11,7 +11,7 @@ from combo.security import POLICY
 PAGES = [
     "/console/login/", "/console/agents/", "/console/agents/new/", "/console/agents/{id}/",
     "/console/agents/{id}/playground/", "/console/agents/{id}/delete/", "/console/settings/api-keys/",
-    "/console/settings/password/", "/console/api/", "/admin/", "/v1/docs",
+    "/console/settings/password/", "/console/api/", "/console/files/", "/admin/", "/v1/docs",
 ]
 # A source in a policy may only name this origin, nothing, or inline images.
 ALLOWED_SOURCES = {"'self'", "'none'", "data:"}

@@ -155,7 +155,7 @@ def test_the_navigation_shows_integrations_and_marks_it_current(alice_client, ho
     nav = re.search(r'<nav class="mainnav".*?</nav>', page, re.S).group(0)
     assert re.search(r'<a href="/console/integrations/webhooks/" aria-current="page">Integrations</a>', nav)
     labels = re.findall(r">([^<>]+)</a>", nav)
-    assert labels == ["Agents", "Personal settings", "Integrations", "API"]
+    assert labels == ["Agents", "Files", "Personal settings", "Integrations", "API"]
     assert alice_client.get("/console/integrations/")["Location"] == WEBHOOKS
 
 

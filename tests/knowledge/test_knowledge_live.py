@@ -201,6 +201,14 @@ def test_a_chunked_body_that_never_says_its_length_is_cut_off_at_the_cap(live):
         assert http.get("/v1/health").status_code == 200
 
 
+def test_an_upload_under_the_json_cap_but_over_its_own_is_refused_as_too_large(live):
+    """Twisted's cap is the larger of the JSON and upload limits; the ASGI edge answers the upload's own 10123."""
+    response = upload(live, "bigger.txt", b"a" * (2 * LIMIT))
+    assert (response.status_code, response.json()["code"]) == (413, 10123), response.text
+    assert response.json()["data"]["limit_bytes"] == LIMIT
+    assert response.json()["message"].startswith("The file is over the limit of 200,000 bytes")
+
+
 def test_a_file_just_over_the_limit_inside_the_allowance_is_refused_by_the_parser(live):
     response = upload(live, "big.txt", b"a" * (LIMIT + 1))
     assert (response.status_code, response.json()["code"]) == (413, 10123)
