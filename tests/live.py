@@ -162,3 +162,14 @@ def read_sse_lines(lines) -> list[tuple[str, dict | str]]:
             events.append((event, json.loads("\n".join(data_lines))))
             event, data_lines = "message", []
     return events
+
+
+def console_server(env: dict[str, str] | None = None, password: str = "correct horse battery") -> LiveCombo:
+    """A live server for browser tests: migrated, static files collected, alice with a password and a key."""
+    combo = LiveCombo(env=env)
+    combo.migrate()
+    combo.collectstatic()
+    combo.create_user("alice", password)
+    combo.alice_key = combo.create_key("alice")
+    combo.url = combo.start()
+    return combo

@@ -30,7 +30,7 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
 from accounts import keys  # noqa: E402
-from tests.live import ROOT, LiveCombo  # noqa: E402
+from tests.live import ROOT, console_server  # noqa: E402
 
 PASSWORD = "correct horse battery"
 LAUNCH_ARGS = [
@@ -44,12 +44,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 @pytest.fixture(scope="module")
 def live():
     # The built-in provider pauses between words, so an answer visibly streams.
-    combo = LiveCombo(env={"COMBO_BUILTIN_STREAM_DELAY": "0.03"})
-    combo.migrate()
-    combo.collectstatic()
-    combo.create_user("alice", PASSWORD)
-    combo.alice_key = combo.create_key("alice")
-    combo.url = combo.start()
+    combo = console_server(env={"COMBO_BUILTIN_STREAM_DELAY": "0.03"}, password=PASSWORD)
     yield combo
     combo.stop()
 

@@ -31,7 +31,7 @@ from tests.console.test_browser import (  # noqa: F401
     sign_in,
     watch,
 )
-from tests.live import ROOT, LiveCombo
+from tests.live import ROOT, console_server
 
 LIMIT = 300_000  # COMBO_MAX_UPLOAD_BYTES for this server, so "too large" is quick to reach
 
@@ -52,12 +52,7 @@ PDF_NAMED_TXT = b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n%%EOF\n"
 
 @pytest.fixture(scope="module")
 def live():
-    combo = LiveCombo(env={"COMBO_MAX_UPLOAD_BYTES": str(LIMIT)})
-    combo.migrate()
-    combo.collectstatic()
-    combo.create_user("alice", PASSWORD)
-    combo.alice_key = combo.create_key("alice")
-    combo.url = combo.start()
+    combo = console_server(env={"COMBO_MAX_UPLOAD_BYTES": str(LIMIT)}, password=PASSWORD)
     yield combo
     combo.stop()
 

@@ -26,12 +26,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.console.test_browser import CHROMIUM, LAUNCH_ARGS, PASSWORD, Watch, screenshot, sign_in
+from tests.console.test_browser import PASSWORD, browser, screenshot, sign_in, watch  # noqa: F401 (fixtures)
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
 
 from integrations.signing import sign, sign_timestamped  # noqa: E402
-from tests.live import LiveCombo  # noqa: E402
+from tests.live import console_server  # noqa: E402
 
 IMMEDIATE_TASKS = "django_tasks.backends.immediate.ImmediateBackend"
 
@@ -73,31 +73,15 @@ def receiver():
 
 @pytest.fixture(scope="module")
 def live(receiver):
-    combo = LiveCombo(env={
+    combo = console_server(env={
         "COMBO_TASKS_BACKEND": IMMEDIATE_TASKS,
         "COMBO_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "COMBO_WEBHOOK_RETRY_JITTER": "0",
-    })
-    combo.migrate()
-    combo.collectstatic()
-    combo.create_user("alice", PASSWORD)
-    combo.alice_key = combo.create_key("alice")
-    combo.url = combo.start()
+    }, password=PASSWORD)
     yield combo
     combo.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def watch():
-    return Watch()
 
 
 @pytest.fixture
