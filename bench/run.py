@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from combo.server import daphne_command  # noqa: E402  (no Django import)
 from tests.fakes.openai_server import answer_tokens  # noqa: E402  (stdlib only)
 
 PY = sys.executable
@@ -147,7 +148,7 @@ class Server:
         self.log_path = data_dir / f"{server}-{label}.log"
         self._log = open(self.log_path, "wb")
         if server == "daphne":
-            command = [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "combo.asgi:application"]
+            command = daphne_command("127.0.0.1", self.port)  # as `manage.py serve` runs it
         else:  # for comparison only; the product is served by daphne
             command = [PY, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port),
                        "--no-access-log", "--backlog", "4096", "combo.asgi:application"]

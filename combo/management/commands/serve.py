@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from accounts.models import User
+from combo.server import daphne_command
 
 
 class Command(BaseCommand):
@@ -48,10 +49,7 @@ class Command(BaseCommand):
         children: list[subprocess.Popen] = []
         if not no_worker:
             children.append(subprocess.Popen([sys.executable, "manage.py", "db_worker", "-v", "0"]))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
-             "combo.asgi:application"]
-        )
+        server = subprocess.Popen(daphne_command(host, port, proxy_headers=True))
         children.append(server)
 
         def stop(signum, frame):
