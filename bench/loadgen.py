@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import sys
 import time
 
@@ -301,7 +302,8 @@ async def run(config: dict) -> dict:
                 "end": stream.end,
             }
         )
-    return {"started": started, "streams": results}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"started": started, "streams": results, "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 def main() -> int:
