@@ -268,3 +268,14 @@ def test_a_uuid_for_every_row_is_distinct_and_version_4():
 
     ids = new_uuids(1000)
     assert len(set(ids)) == 1000 and all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+
+
+def test_the_bearer_batch_notes_when_each_key_was_used_at_most_once_a_window(alice, bob):
+    from accounts.models import ApiKey
+
+    headers = [f"Bearer {alice.api_key}", f"Bearer {bob.api_key}", f"Bearer {alice.api_key}"]
+    accounts.authenticate_bearers(headers)
+    used = dict(ApiKey.objects.values_list("owner__username", "last_used_at"))
+    assert used["alice"] is not None and used["bob"] is not None
+    accounts.authenticate_bearers(headers)
+    assert dict(ApiKey.objects.values_list("owner__username", "last_used_at")) == used  # within the window
