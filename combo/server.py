@@ -10,6 +10,9 @@ daphne's `-b/-p` options do not give:
   on, so a small write (an SSE frame) that follows another one still in
   flight waits for the client's ACK, which the client delays by up to 40 ms:
   measured, half of the time to the first event at 50 concurrent streams.
+- A cache in front of Twisted's Content-Type parser, which builds an
+  `email.message.EmailMessage` for every request with a body (~70 us for
+  `application/json`, a pure function of the header's bytes).
 
 `manage.py serve`, the benchmark and the live tests all start the server
 through `daphne_command()`.
@@ -59,8 +62,19 @@ def _install_nodelay() -> None:
     daphne_server.HTTPFactory = NoDelayHTTPFactory
 
 
+def _cache_content_type_parsing() -> None:
+    import functools
+
+    from twisted.web import http
+
+    parse = getattr(http, "_parseContentType", None)
+    if callable(parse) and not hasattr(parse, "cache_info"):
+        http._parseContentType = functools.lru_cache(maxsize=256)(parse)
+
+
 def main() -> None:
     _install_nodelay()
+    _cache_content_type_parsing()
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface.entrypoint()
