@@ -49,8 +49,13 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None
 
 
+# One encoder for every frame: json.dumps() with non-default options builds a
+# new JSONEncoder per call, which doubles the cost of a frame's JSON.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _json(data) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode(data).encode()
 
 
 def _error_reply(error: ComboError, request_id: str, headers: dict[str, str] | None = None) -> Reply:

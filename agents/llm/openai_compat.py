@@ -296,7 +296,7 @@ class OpenAICompatibleProvider(Provider):
 
         # Deltas that arrive in one network read go out as one piece: a busy
         # process then falls behind by reads, not by tokens.
-        loads = json.loads
+        loads = _loads
         finished = done = False
         usage: Usage | None = None
         try:
@@ -623,6 +623,24 @@ class _LeanSource:
             except Exception:  # noqa: BLE001 - the answer is complete already
                 pass
         conn.release()  # pooled again only when the body was read to its end
+
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(payload: bytes) -> Any:
+    """`json.loads(payload)`, at half the cost for the usual event (one object, no padding).
+
+    `json.loads` of bytes first sniffs the encoding and runs two whitespace
+    regexes; an event's data is UTF-8 by the SSE spec. Anything unusual goes
+    to `json.loads`, which parses or fails exactly as it always does.
+    """
+    text = payload.decode("utf-8")
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def _usage(reported: object) -> Usage | None:
