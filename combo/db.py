@@ -57,7 +57,14 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]], /) -> None:
     head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
     one = "(" + ", ".join(["%s"] * len(fields)) + ")"
     per_statement = max(1, min(500, (connection.features.max_query_params or 10**6) // len(fields)))
-    prepared = [[field.get_db_prep_save(data[field.attname], connection) for field in fields] for data in rows]
+    # A nullable field's None is NULL as it is (and preparing one costs as much as a value).
+    prepared = [
+        [
+            None if field.null and data[field.attname] is None else field.get_db_prep_save(data[field.attname], connection)
+            for field in fields
+        ]
+        for data in rows
+    ]
     with connection.cursor() as cursor:
         for start in range(0, len(prepared), per_statement):
             chunk = prepared[start: start + per_statement]
