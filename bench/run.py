@@ -48,6 +48,7 @@ from tests.fakes.openai_server import answer_tokens  # noqa: E402  (stdlib only)
 
 PY = sys.executable
 UPSTREAM_KEY = "sk-bench-upstream"
+APPS = {"combo": "combo.asgi:application", "floor": "bench.floor:application"}
 
 # Targets from issue 3, for one server process on a 2-core machine.
 TARGETS = {
@@ -170,15 +171,18 @@ class Upstream:
 class Server:
     """One daphne process serving combo.asgi, as `make run` starts it."""
 
-    def __init__(self, env: dict[str, str], data_dir: Path, label: str, server: str = "daphne") -> None:
+    def __init__(self, env: dict[str, str], data_dir: Path, label: str, server: str = "daphne",
+                 app: str = "combo") -> None:
         self.port = free_port()
-        self.log_path = data_dir / f"{server}-{label}.log"
+        self.log_path = data_dir / f"{server}-{app}-{label}.log"
         self._log = open(self.log_path, "wb")
+        application = APPS[app]
         if server == "daphne":
-            command = daphne_command("127.0.0.1", self.port)  # as `manage.py serve` runs it
+            # As `manage.py serve` runs it (access log to stdout included).
+            command = daphne_command("127.0.0.1", self.port, application=application)
         else:  # for comparison only; the product is served by daphne
             command = [PY, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port),
-                       "--no-access-log", "--backlog", "4096", "combo.asgi:application"]
+                       "--backlog", "4096", application]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.pid = self.process.pid
         deadline = time.monotonic() + 60
@@ -341,7 +345,8 @@ def summarize(streams: list[dict], started: float, tokens: int) -> dict:
 def bench_one(n: int, args, env: dict, data_dir: Path, setup: dict, upstream: Upstream) -> dict:
     clients = args.clients or (1 if n < 200 else 2)
     timeout = 30 + args.tokens * args.interval * 4 + n * 0.02
-    server = Server(env, data_dir, f"n{n}", args.server)
+    server = Server({**env, "BENCH_FLOOR_TOKENS": str(args.tokens), "BENCH_FLOOR_INTERVAL": str(args.interval)},
+                    data_dir, f"n{n}", args.server, args.app)
     try:
         # Warm-up: lazy imports, the upstream pool, the first queries.
         warm = run_round("combo", 4, server.port, setup, args.tokens, 1, timeout, f"warm{n}")
@@ -451,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-direct", action="store_true", help="do not measure the upstream baseline")
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne",
                         help="the ASGI server (the product uses daphne; uvicorn is for comparison)")
+    parser.add_argument("--app", choices=sorted(APPS), default="combo",
+                        help="combo (the product) or floor (bench/floor.py: the same stream with none of Combo's "
+                             "work, to measure the server itself)")
     parser.add_argument("--keep", action="store_true", help="keep the data folder and server logs")
     parser.add_argument("--quiet-wait", type=float, default=60, metavar="SECONDS",
                         help="before each round, wait up to this long for other processes to leave the CPU "
@@ -511,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     print(f"\nCombo streaming benchmark, {info['date']}: {info['cpus']} CPUs ({info['cpu_model']}), "
-          f"Python {info['python']}, server {args.server}; {args.tokens} tokens {args.interval * 1000:g} ms "
+          f"Python {info['python']}, server {args.server}, app {args.app}; {args.tokens} tokens {args.interval * 1000:g} ms "
           f"apart; TTFE = time to the first event carrying answer text.\n")
     print(table(results))
     lines = verdicts(results)

@@ -31,11 +31,13 @@ def endpoint(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> str:
     return f"tcp:port={int(port)}:interface={host}:backlog={int(backlog)}"
 
 
-def daphne_command(host: str, port: int, *, proxy_headers: bool = False) -> list[str]:
+def daphne_command(
+    host: str, port: int, *, proxy_headers: bool = False, application: str = "combo.asgi:application"
+) -> list[str]:
     command = [sys.executable, "-m", "combo.server", "-e", endpoint(host, port)]
     if proxy_headers:
         command.append("--proxy-headers")
-    return command + ["combo.asgi:application"]
+    return command + [application]
 
 
 def _install_nodelay() -> None:
