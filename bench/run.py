@@ -348,8 +348,11 @@ def bench_one(n: int, args, env: dict, data_dir: Path, setup: dict, upstream: Up
     server = Server({**env, "BENCH_FLOOR_TOKENS": str(args.tokens), "BENCH_FLOOR_INTERVAL": str(args.interval)},
                     data_dir, f"n{n}", args.server, args.app)
     try:
-        # Warm-up: lazy imports, the upstream pool, the first queries.
-        warm = run_round("combo", 4, server.port, setup, args.tokens, 1, timeout, f"warm{n}")
+        # Warm-up: lazy imports, the upstream pool, the first queries. With
+        # --warm, a whole unmeasured burst of N first: the measured one then
+        # finds N pooled upstream connections, as a busy server would.
+        warm = run_round("combo", n if args.warm else 4, server.port, setup, args.tokens,
+                         clients if args.warm else 1, timeout, f"warm{n}")
         if warm["errors"]:
             raise RuntimeError(f"warm-up failed: {warm['error_samples']}")
         direct = None
@@ -459,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", choices=sorted(APPS), default="combo",
                         help="combo (the product) or floor (bench/floor.py: the same stream with none of Combo's "
                              "work, to measure the server itself)")
+    parser.add_argument("--warm", action="store_true",
+                        help="before each measured burst, run one unmeasured burst of N on the same server "
+                             "(steady state: a pooled upstream connection per stream)")
     parser.add_argument("--keep", action="store_true", help="keep the data folder and server logs")
     parser.add_argument("--quiet-wait", type=float, default=60, metavar="SECONDS",
                         help="before each round, wait up to this long for other processes to leave the CPU "
@@ -519,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     print(f"\nCombo streaming benchmark, {info['date']}: {info['cpus']} CPUs ({info['cpu_model']}), "
-          f"Python {info['python']}, server {args.server}, app {args.app}; {args.tokens} tokens {args.interval * 1000:g} ms "
+          f"Python {info['python']}, server {args.server}, app {args.app}{', warm' if args.warm else ''}; {args.tokens} tokens {args.interval * 1000:g} ms "
           f"apart; TTFE = time to the first event carrying answer text.\n")
     print(table(results))
     lines = verdicts(results)
