@@ -2,8 +2,12 @@
 
 The database work happens in two short synchronous steps (before the first byte
 and after the last), so no thread or connection is held for a stream's life.
-Generation runs as its own asyncio task: a client that disconnects stops
-receiving, not the answer, which is saved complete either way (API.md).
+Both steps are batched (combo.batching): the questions that arrive while one
+batch is in the database thread go together in the next, one transaction and
+a few bulk queries for all of them, so a burst of questions costs the
+database thread little more than one. Generation runs as its own asyncio
+task: a client that disconnects stops receiving, not the answer, which is
+saved complete either way (API.md).
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import timedelta
 from dataclasses import dataclass, field
+from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -24,7 +29,8 @@ from agents import llm_config
 from agents.knowledge_hooks import retrieve_passages
 from agents.llm.base import ChatMessage, ChatRequest, LLMError, Passage, Usage
 from agents.models import Agent, Message, Session
-from agents.services import session_create
+from combo.batching import Batcher
+from combo.db import insert_rows, new_uuids, row
 from combo.errors import ComboError, ErrorCode
 
 logger = logging.getLogger("combo.completions")
@@ -32,7 +38,6 @@ logger = logging.getLogger("combo.completions")
 # Strong references to running generations: asyncio keeps only weak ones, and a
 # detached answer must not be collected before it is saved.
 _RUNNING: set[asyncio.Task] = set()
-_END = object()
 
 
 @dataclass
@@ -46,15 +51,19 @@ class Prepared:
     created_session: bool
 
 
-def _history(session: Session, budget: int) -> list[ChatMessage]:
-    """Recent complete turns, newest first until the character budget is spent."""
-    picked: list[ChatMessage] = []
-    used = 0
-    recent = (
+def _recent(session: Session) -> list[tuple[str, str]]:
+    """The session's complete messages as (role, content), newest first."""
+    return list(
         Message.objects.filter(session=session, status=Message.Status.COMPLETE)
         .order_by("-created_at", "-id")
         .values_list("role", "content")[:200]
     )
+
+
+def _fit_history(recent: list[tuple[str, str]], budget: int) -> list[ChatMessage]:
+    """Recent complete turns, newest first until the character budget is spent; oldest first."""
+    picked: list[ChatMessage] = []
+    used = 0
     for role, content in recent:
         if used + len(content) > budget:
             break
@@ -62,6 +71,10 @@ def _history(session: Session, budget: int) -> list[ChatMessage]:
         used += len(content)
     picked.reverse()
     return picked
+
+
+def _history(session: Session, budget: int) -> list[ChatMessage]:
+    return _fit_history(_recent(session), budget)
 
 
 def _system_prompt(agent: Agent, passages: list[Passage]) -> str:
@@ -89,91 +102,282 @@ def reference_dict(passage: Passage, file_id: str) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class PrepareSpec:
+    """One question to prepare: who asks which agent what, in which session (None: a new one)."""
+
+    owner: User
+    agent_id: Any
+    question: str
+    session_id: Any = None
+
+
 def completion_prepare(*, owner: User, agent_id, question: str, session_id=None) -> Prepared:
     """Everything before the first byte, in one short transaction."""
-    agent = Agent.objects.filter(owner=owner, id=agent_id).first()
-    if agent is None:
-        raise ComboError(ErrorCode.NOT_FOUND, "No agent with this id.")
-    provider_name = agent.llm_provider or llm_config.default_provider_name()
-    if provider_name not in llm_config.provider_names():
-        raise ComboError(
-            ErrorCode.UPSTREAM_ERROR,
-            f"The agent's provider {provider_name!r} is not configured on this deployment.",
-        )
-    retrieved = retrieve_passages(agent=agent, question=question)
-    with transaction.atomic():
-        created = False
-        if session_id is None:
-            session = session_create(agent=agent, owner=owner, title=question[:80])
-            created = True
+    result = completion_prepare_many([PrepareSpec(owner, agent_id, question, session_id)])[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _as_uuid(value) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def completion_prepare_many(specs: list[PrepareSpec]) -> list[Prepared | BaseException]:
+    """`completion_prepare` for many questions: one result (or error) per spec, in order.
+
+    One query for the agents and, in one transaction, one for the sessions
+    asked about, one per such session for its history, and one bulk insert
+    each for new sessions and messages. Questions into the same session are
+    prepared in order, each seeing the ones before it in its history, as if
+    they had come one after the other.
+    """
+    results: list[Prepared | BaseException | None] = [None] * len(specs)
+    agent_ids: dict[int, uuid.UUID] = {}
+    for index, spec in enumerate(specs):
+        agent_id = _as_uuid(spec.agent_id)
+        if agent_id is None:
+            results[index] = ComboError(ErrorCode.NOT_FOUND, "No agent with this id.")
         else:
-            session = Session.objects.filter(id=session_id, owner=owner, agent=agent).first()
-            if session is None:
-                raise ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
-        history = _history(session, settings.COMBO_PROMPT_HISTORY_CHARS)
-        passages = [item.passage for item in retrieved]
-        references = [reference_dict(item.passage, item.file_id) for item in retrieved]
-        user_message = Message.objects.create(session=session, role=Message.Role.USER, content=question)
-        assistant = Message.objects.create(
-            session=session,
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.IN_PROGRESS,
-            references=references,
-            provider=provider_name,
-            model=agent.llm_model or llm_config.default_model(provider_name),
-        )
-        Session.objects.filter(pk=session.pk).update(updated_at=timezone.now())
-    messages = []
-    system = _system_prompt(agent, passages)
-    if system:
-        messages.append(ChatMessage(role="system", content=system))
-    messages.extend(history)
-    messages.append(ChatMessage(role="user", content=question))
-    request = ChatRequest(
-        messages=messages,
-        model=assistant.model,
-        temperature=agent.temperature,
-        max_tokens=agent.max_tokens,
-        passages=passages,
-    )
-    return Prepared(
-        session_id=session.id,
-        user_message_id=user_message.id,
-        message_id=assistant.id,
-        provider_name=provider_name,
-        request=request,
-        references=references,
-        created_session=created,
-    )
+            agent_ids[index] = agent_id
+    agents = {agent.id: agent for agent in Agent.objects.filter(id__in=set(agent_ids.values()))} if agent_ids else {}
+
+    ready: list[tuple[int, Agent, str, list]] = []  # (index, agent, provider, retrieved)
+    for index, agent_id in agent_ids.items():
+        spec = specs[index]
+        agent = agents.get(agent_id)
+        if agent is None or agent.owner_id != spec.owner.pk:
+            results[index] = ComboError(ErrorCode.NOT_FOUND, "No agent with this id.")
+            continue
+        provider_name = agent.llm_provider or llm_config.default_provider_name()
+        if provider_name not in llm_config.provider_names():
+            results[index] = ComboError(
+                ErrorCode.UPSTREAM_ERROR,
+                f"The agent's provider {provider_name!r} is not configured on this deployment.",
+            )
+            continue
+        if spec.session_id is not None and _as_uuid(spec.session_id) is None:
+            results[index] = ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
+            continue
+        ready.append((index, agent, provider_name, retrieve_passages(agent=agent, question=spec.question)))
+
+    try:
+        _prepare_group(specs, ready, results)
+    except DatabaseError:
+        if len(ready) == 1:
+            raise
+        # One bad question (a session deleted meanwhile, say) must not fail
+        # the others: each on its own, so only that one fails.
+        for item in ready:
+            try:
+                _prepare_group(specs, [item], results)
+            except DatabaseError as exc:
+                logger.exception("could not prepare a completion")
+                results[item[0]] = exc
+    return results  # type: ignore[return-value]
+
+
+def _prepare_group(specs: list[PrepareSpec], ready: list, results: list) -> None:
+    if not ready:
+        return
+    budget = settings.COMBO_PROMPT_HISTORY_CHARS
+    ids = iter(new_uuids(4 * len(ready)))
+    now = timezone.now()
+    tick = 0  # rows of one batch get distinct, increasing times: history order stays exact
+
+    def stamp():
+        nonlocal tick
+        tick += 1
+        return now + timedelta(microseconds=tick)
+
+    out: list[tuple[int, Prepared]] = []
+    with transaction.atomic():
+        asked = {_as_uuid(specs[index].session_id) for index, *_ in ready if specs[index].session_id is not None}
+        sessions = {session.id: session for session in Session.objects.filter(id__in=asked)} if asked else {}
+        recent: dict[uuid.UUID, list[tuple[str, str]]] = {}
+        session_rows: list[dict] = []
+        message_rows: list[dict] = []
+        touched: set[uuid.UUID] = set()
+        for index, agent, provider_name, retrieved in ready:
+            spec = specs[index]
+            if spec.session_id is None:
+                session_id = next(ids)
+                created_at = stamp()
+                session_rows.append(
+                    row(Session, id=session_id, agent_id=agent.id, owner_id=spec.owner.pk,
+                        title=spec.question[:80], created_at=created_at, updated_at=created_at)
+                )
+                recent[session_id] = []
+                if agent.opening_message:
+                    # The agent greets first, as in agents.services.session_create.
+                    message_rows.append(
+                        row(Message, id=next(ids), session_id=session_id, role=Message.Role.ASSISTANT,
+                            content=agent.opening_message, created_at=stamp())
+                    )
+                    recent[session_id].append((Message.Role.ASSISTANT, agent.opening_message))
+                created = True
+            else:
+                session = sessions.get(_as_uuid(spec.session_id))
+                if session is None or session.owner_id != spec.owner.pk or session.agent_id != agent.id:
+                    results[index] = ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
+                    continue
+                session_id = session.id
+                if session_id not in recent:
+                    recent[session_id] = _recent(session)
+                touched.add(session_id)
+                created = False
+            history = _fit_history(recent[session_id], budget)
+            passages = [item.passage for item in retrieved]
+            references = [reference_dict(item.passage, item.file_id) for item in retrieved]
+            model = agent.llm_model or llm_config.default_model(provider_name)
+            user_message_id, message_id = next(ids), next(ids)
+            message_rows.append(
+                row(Message, id=user_message_id, session_id=session_id, role=Message.Role.USER,
+                    content=spec.question, created_at=stamp())
+            )
+            message_rows.append(
+                row(Message, id=message_id, session_id=session_id, role=Message.Role.ASSISTANT,
+                    status=Message.Status.IN_PROGRESS, references=references, provider=provider_name,
+                    model=model, created_at=stamp())
+            )
+            # A later question into this session, in this batch, sees this one.
+            recent[session_id].insert(0, (Message.Role.USER, spec.question))
+            messages = []
+            system = _system_prompt(agent, passages)
+            if system:
+                messages.append(ChatMessage(role="system", content=system))
+            messages.extend(history)
+            messages.append(ChatMessage(role="user", content=spec.question))
+            request = ChatRequest(
+                messages=messages,
+                model=model,
+                temperature=agent.temperature,
+                max_tokens=agent.max_tokens,
+                passages=passages,
+            )
+            out.append(
+                (
+                    index,
+                    Prepared(
+                        session_id=session_id,
+                        user_message_id=user_message_id,
+                        message_id=message_id,
+                        provider_name=provider_name,
+                        request=request,
+                        references=references,
+                        created_session=created,
+                    ),
+                )
+            )
+        insert_rows(Session, session_rows)
+        insert_rows(Message, message_rows)
+        if touched:
+            Session.objects.filter(pk__in=touched).update(updated_at=now)
+    for index, prepared in out:
+        results[index] = prepared
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one answer ended, to record on its assistant message."""
+
+    message_id: uuid.UUID
+    content: str
+    status: str
+    usage: Usage | None
+    error: ComboError | None
+    latency_ms: int
+
+
+_FINISH_FIELDS = [
+    "content", "status", "error_code", "error_message", "prompt_tokens", "completion_tokens", "latency_ms",
+    "completed_at",
+]
 
 
 def completion_finish(
     *, message_id, content: str, status: str, usage: Usage | None, error: ComboError | None, latency_ms: int
 ) -> None:
     """Record the outcome. Only an in_progress row is finished, so a reaper's mark is never overwritten."""
-    Message.objects.filter(id=message_id, status=Message.Status.IN_PROGRESS).update(
-        content=content,
-        status=status,
-        error_code=error.error.code if error else None,
-        error_message=(error.message[:500] if error else ""),
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
-        latency_ms=latency_ms,
-        completed_at=timezone.now(),
+    result = completion_finish_many([Outcome(message_id, content, status, usage, error, latency_ms)])[0]
+    if result is not None:
+        raise result
+
+
+def completion_finish_many(outcomes: list[Outcome]) -> list[BaseException | None]:
+    """`completion_finish` for many answers: one statement run for all rows, in one transaction.
+
+    `UPDATE ... WHERE id = %s AND status = 'in_progress'` through the cursor's
+    executemany, with each value prepared by its model field. The ORM's
+    `bulk_update` builds a CASE expression per row and field: measured, it
+    cost the database thread more than preparing the same questions.
+    """
+    now = timezone.now()
+    connection = connections[Message.objects.db]
+    meta = Message._meta
+    fields = [meta.get_field(name) for name in _FINISH_FIELDS]
+    status_field, pk_field = meta.get_field("status"), meta.pk
+    quote = connection.ops.quote_name
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET "
+        + ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        + f" WHERE {quote(pk_field.column)} = %s AND {quote(status_field.column)} = %s"
     )
+    in_progress = status_field.get_db_prep_value(Message.Status.IN_PROGRESS, connection)
+    rows = []
+    for outcome in outcomes:
+        values = (
+            outcome.content,
+            outcome.status,
+            outcome.error.error.code if outcome.error else None,
+            outcome.error.message[:500] if outcome.error else "",
+            outcome.usage.prompt_tokens if outcome.usage else None,
+            outcome.usage.completion_tokens if outcome.usage else None,
+            outcome.latency_ms,
+            now,
+        )
+        rows.append(
+            [field.get_db_prep_value(value, connection) for field, value in zip(fields, values)]
+            + [pk_field.get_db_prep_value(outcome.message_id, connection), in_progress]
+        )
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+        return [None] * len(rows)
+    except DatabaseError:
+        if len(rows) == 1:
+            raise
+    results: list[BaseException | None] = []
+    for params in rows:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+            results.append(None)
+        except DatabaseError as exc:
+            results.append(exc)
+    return results
+
+
+_finish_batch = Batcher(completion_finish_many)
 
 
 @dataclass
 class CompletionRun:
-    """One answer being generated; readers take deltas from `queue`."""
+    """One answer being generated; a reader follows `parts` and waits with `changed()`."""
 
     prepared: Prepared
-    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     error: ComboError | None = None
     status: str = Message.Status.IN_PROGRESS
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiters: list[asyncio.Future] = field(default_factory=list)
 
     @property
     def answer(self) -> str:
@@ -185,6 +389,18 @@ class CompletionRun:
         task.add_done_callback(_RUNNING.discard)
         return self
 
+    async def changed(self) -> None:
+        """Until a part is added, the run finishes or `wake()` is called."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def _run(self) -> None:
         started = time.monotonic()
         try:
@@ -194,7 +410,8 @@ class CompletionRun:
                     self.usage = piece
                 elif piece:
                     self.parts.append(piece)
-                    self.queue.put_nowait(piece)
+                    if self._waiters:
+                        self.wake()
             self.status = Message.Status.COMPLETE
         except LLMError as exc:
             self.error, self.status = exc, Message.Status.FAILED
@@ -211,19 +428,21 @@ class CompletionRun:
 
     async def _save(self, started: float) -> None:
         try:
-            await sync_to_async(completion_finish)(
-                message_id=self.prepared.message_id,
-                content=self.answer,
-                status=self.status,
-                usage=self.usage,
-                error=self.error,
-                latency_ms=int((time.monotonic() - started) * 1000),
+            await _finish_batch(
+                Outcome(
+                    message_id=self.prepared.message_id,
+                    content=self.answer,
+                    status=self.status,
+                    usage=self.usage,
+                    error=self.error,
+                    latency_ms=int((time.monotonic() - started) * 1000),
+                )
             )
         except Exception:
             logger.exception("could not record the outcome of %s", self.prepared.message_id)
         finally:
             self.finished.set()
-            self.queue.put_nowait(_END)
+            self.wake()
 
     async def wait(self) -> None:
         await self.finished.wait()
@@ -243,9 +462,6 @@ async def cancel_running(timeout: float) -> None:
         task.cancel()
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-END = _END
 
 
 async def _complete(prepared: Prepared) -> CompletionRun:

@@ -9,6 +9,10 @@ SSE frames (API.md): `event: message` with {"answer": <delta>, "reference": [...
 then `event: done` with {"session_id": ...}; a failure after the first byte is
 `event: error` carrying the envelope, then `event: done`. Deltas that are ready
 together go out as one frame, so a busy process falls behind by frames, not tokens.
+
+Before the first byte, a request's whole database step (API key, rate limit,
+validation, session and messages) runs in a batch with the requests that
+arrived alongside it (combo.batching), in one thread hop.
 """
 
 from __future__ import annotations
@@ -16,21 +20,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import uuid
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.services import Principal, authenticate_bearer
-from agents.completions import END, CompletionRun, Prepared, completion_prepare
+from accounts.services import authenticate_bearers
+from agents.completions import CompletionRun, Prepared, PrepareSpec, completion_prepare_many
 from agents.serializers import CompletionRequestSerializer
 from combo.api.envelope import error_body, success
 from combo.api.exceptions import _classify
 from combo import ratelimit, shutdown
 from combo.api.middleware import new_request_id
+from combo.batching import Batcher
 from combo.errors import ComboError, ErrorCode
 
 logger = logging.getLogger("combo.completions")
@@ -44,8 +51,13 @@ class Reply:
     stream: AsyncIterator[bytes] | None = None
 
 
+# One encoder for every frame: json.dumps() with non-default options builds a
+# new JSONEncoder per call, which doubles the cost of a frame's JSON.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _json(data) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode(data).encode()
 
 
 def _error_reply(error: ComboError, request_id: str, headers: dict[str, str] | None = None) -> Reply:
@@ -56,34 +68,119 @@ def _error_reply(error: ComboError, request_id: str, headers: dict[str, str] | N
     return Reply(status=error.error.status, headers=out, body=_json(body))
 
 
-def _authorize_and_prepare(authorization: str | None, body: bytes, agent_id: str, client_ip: str):
-    """The whole pre-stream step, in one thread hop: auth, limits, validation, database.
+@dataclass(frozen=True)
+class _Ask:
+    authorization: str | None
+    body: bytes
+    agent_id: str
+    client_ip: str = ""
+
+
+def _authorize_and_prepare_many(asks: list[_Ask]) -> list[tuple | BaseException]:
+    """The whole pre-stream step for a batch of requests: auth, limits, validation, database.
+
+    Per request, in this order, the first failure is its answer: credentials,
+    rate limit, body, then agent and session. Each result is
+    (prepared, stream, limit_headers) or the error for that request alone.
 
     The completions budget is spent after authentication and before validation,
     as the DRF throttle does for every other operation (docs/rate-limits.md);
     a stream counts once, when it starts.
     """
-    principal: Principal | None = authenticate_bearer(authorization)
-    if principal is None:
-        raise ComboError(ErrorCode.UNAUTHENTICATED)
-    decision = ratelimit.check(ratelimit.COMPLETIONS, principal=principal, client_ip=client_ip)
-    if decision is not None and not decision.allowed:
-        raise decision.error()
-    limit_headers = ratelimit.headers(decision)
+    results: list[tuple | BaseException | None] = [None] * len(asks)
+    principals = authenticate_bearers([ask.authorization for ask in asks])
+    accepted: list[tuple[int, PrepareSpec, bool, dict[str, str]]] = []
+    for index, (ask, principal) in enumerate(zip(asks, principals)):
+        try:
+            if isinstance(principal, ComboError):
+                raise principal
+            if principal is None:
+                raise ComboError(ErrorCode.UNAUTHENTICATED)
+            decision = ratelimit.check(ratelimit.COMPLETIONS, principal=principal, client_ip=ask.client_ip)
+            if decision is not None and not decision.allowed:
+                raise decision.error()
+            limit_headers = ratelimit.headers(decision)
+            data = _validated(ask.body)
+            spec = PrepareSpec(
+                owner=principal.user, agent_id=ask.agent_id, question=data["question"],
+                session_id=data.get("session_id"),
+            )
+            accepted.append((index, spec, data["stream"], limit_headers))
+        except ComboError as exc:
+            results[index] = exc
+        except Exception as exc:  # noqa: BLE001 - this request fails, not the batch
+            logger.exception("completion request failed before streaming")
+            results[index] = exc
+    if accepted:
+        prepared = completion_prepare_many([spec for _, spec, _, _ in accepted])
+        for (index, _, stream, limit_headers), result in zip(accepted, prepared):
+            results[index] = result if isinstance(result, BaseException) else (result, stream, limit_headers)
+    return results  # type: ignore[return-value]
+
+
+def _authorize_and_prepare(authorization: str | None, body: bytes, agent_id: str, client_ip: str = ""):
+    """One request's pre-stream step (the batch of one)."""
+    result = _authorize_and_prepare_many([_Ask(authorization, body, agent_id, client_ip)])[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _validated(body: bytes) -> dict:
     try:
         payload = json.loads(body.decode("utf-8")) if body.strip() else {}
     except (UnicodeDecodeError, ValueError) as exc:
         raise ComboError(ErrorCode.MALFORMED_BODY, f"The request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ComboError(ErrorCode.MALFORMED_BODY, "The request body must be a JSON object.")
+    data = _plainly_valid(payload)
+    if data is not None:
+        return data
     serializer = CompletionRequestSerializer(data=payload)
     if not serializer.is_valid():
         raise _classify(_validation_error(serializer.errors))
-    data = serializer.validated_data
-    prepared = completion_prepare(
-        owner=principal.user, agent_id=agent_id, question=data["question"], session_id=data.get("session_id")
-    )
-    return prepared, data["stream"], limit_headers
+    return serializer.validated_data
+
+
+_FIELDS = frozenset({"question", "session_id", "stream"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _plainly_valid(payload: dict) -> dict | None:
+    """The serializer's answer for the ordinary request, without DRF (~150 us less per request).
+
+    Only for payloads the serializer would accept unchanged but for the
+    question's surrounding whitespace; None for anything else, which the
+    serializer then judges and words the errors for.
+    """
+    if not payload.keys() <= _FIELDS:
+        return None
+    question = payload.get("question")
+    stream = payload.get("stream", False)
+    session_id = payload.get("session_id")
+    if type(question) is not str or type(stream) is not bool:
+        return None
+    question = question.strip()
+    if not question or len(question) > settings.COMBO_MAX_QUESTION_CHARS or "\x00" in question:
+        return None
+    if _SURROGATE.search(question):
+        return None
+    if session_id is not None:
+        if type(session_id) is not str:
+            return None
+        try:
+            session_id = uuid.UUID(hex=session_id)
+        except ValueError:
+            return None
+    return {"question": question, "stream": stream, "session_id": session_id}
+
+
+def _orphan(result: tuple) -> None:
+    """A request whose client left while it was being prepared: generate and save it anyway."""
+    CompletionRun(result[0]).start()
+
+
+_prepare_batch = Batcher(_authorize_and_prepare_many, orphan=_orphan)
 
 
 def _validation_error(errors):
@@ -109,8 +206,8 @@ async def handle_completion(
             ComboError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json."), request_id
         )
     try:
-        prepared, stream, limit_headers = await sync_to_async(_authorize_and_prepare)(
-            headers.get("authorization"), body, agent_id, client_ip
+        prepared, stream, limit_headers = await _prepare_batch(
+            _Ask(headers.get("authorization"), body, agent_id, client_ip)
         )
     except ComboError as exc:
         return _error_reply(exc, request_id)
@@ -136,7 +233,22 @@ async def handle_completion(
         "X-Accel-Buffering": "no",
         **limit_headers,
     }
-    return Reply(status=200, headers=sse_headers, stream=sse_frames(run, prepared, request_id))
+    return Reply(status=200, headers=sse_headers, stream=_started(run, sse_frames(run, prepared, request_id)))
+
+
+async def _started(run: CompletionRun, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Start the run in the loop that sends its stream, then pass the frames on.
+
+    Under daphne that is the server's loop; under a sync server Django drains
+    the stream in a loop of its own, and a task started in the view's (by then
+    closed) loop would die with it.
+    """
+    run.start()
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        await frames.aclose()
 
 
 def result_payload(prepared: Prepared, run: CompletionRun) -> dict:
@@ -156,32 +268,110 @@ def _frame(event: str, data: dict) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + _json({"type": event, **data}) + b"\n\n"
 
 
+class LoopLag:
+    """How late this event loop runs its timers, smoothed; probed only while streams are open.
+
+    The measure of "falling behind": a busy process runs every callback late,
+    and a stream that sends one frame per token then makes it later still.
+    """
+
+    PROBE = 0.02  # seconds between probes
+    _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lag = 0.0
+        self.streams = 0
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> "LoopLag":
+        lag = cls._by_loop.get(loop)
+        if lag is None:
+            lag = cls._by_loop[loop] = cls(loop)
+        return lag
+
+    def enter(self) -> None:
+        self.streams += 1
+        if self._task is None or self._task.done():
+            self._task = self.loop.create_task(self._probe())
+
+    def leave(self) -> None:
+        self.streams -= 1
+
+    async def _probe(self) -> None:
+        loop = self.loop
+        while self.streams > 0:
+            start = loop.time()
+            await asyncio.sleep(self.PROBE)
+            late = max(0.0, loop.time() - start - self.PROBE)
+            self.lag += 0.3 * (late - self.lag)
+        self.lag = 0.0
+
+
+# Under load a stream sends at most one frame per PACE; the tokens that come
+# meanwhile go in the next frame. "Under load" is timers running PACE_LAG
+# late on average. An idle loop sends every token at once. PACE stays well
+# under the 100 ms between events that a reader should ever see.
+PACE = 0.04
+PACE_LAG = 0.004
+_pause = asyncio.sleep  # (tests drive it by hand)
+
+
 async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) -> AsyncIterator[bytes]:
-    # Started here, in the loop that sends the stream: under daphne that is the
-    # server's loop; under a sync server Django drains the stream in a loop of
-    # its own, and a task started in the view's (by then closed) loop would die.
-    run.start()
+    """The SSE frames of one run: everything generated since the last frame goes in the next.
+
+    When the event loop runs late (LoopLag), a frame is followed by a pause of
+    PACE before the next, so several tokens share a frame instead of each
+    costing a write: the process coalesces rather than falls further behind.
+    The first frame is never held back.
+    """
     heartbeat = settings.COMBO_SSE_HEARTBEAT_SECONDS
-    queue = run.queue
-    finished = False
-    while not finished:
-        try:
-            item = await asyncio.wait_for(queue.get(), timeout=heartbeat)
-        except TimeoutError:
-            yield b": keep-alive\n\n"
-            continue
-        pieces = []
+    loop = asyncio.get_running_loop()
+    load = LoopLag.of(loop)
+    load.enter()
+    last_write = loop.time()
+    beat_due = False
+
+    # One timer per stream, moved only when it fires, rather than a timeout
+    # around every wait: a frame costs no timer operations.
+    def beat() -> None:
+        nonlocal timer, beat_due
+        due = last_write + heartbeat
+        if loop.time() >= due:
+            beat_due = True
+            run.wake()
+            due = loop.time() + heartbeat
+        timer = loop.call_at(due, beat)
+
+    timer = loop.call_at(last_write + heartbeat, beat)
+    sent = 0
+    try:
         while True:
-            if item is END:
-                finished = True
+            finished = run.finished.is_set()  # read before the parts: none can be missed
+            parts = run.parts
+            count = len(parts)
+            if count > sent or (finished and run.error is None):
+                answer = parts[sent] if count == sent + 1 else "".join(parts[sent:count])
+                sent = count
+                reference = prepared.references if finished else []
+                last_write = loop.time()
+                yield _frame("message", {"answer": answer, "reference": reference})
+                if not finished and load.lag > PACE_LAG:
+                    await _pause(PACE)
+                    continue
+            if finished:
                 break
-            pieces.append(item)
-            if queue.empty():
-                break
-            item = queue.get_nowait()
-        if pieces or (finished and run.error is None):
-            reference = prepared.references if finished else []
-            yield _frame("message", {"answer": "".join(pieces), "reference": reference})
+            if beat_due:
+                beat_due = False
+                last_write = loop.time()
+                yield b": keep-alive\n\n"
+                continue
+            if len(run.parts) == sent and not run.finished.is_set():
+                await run.changed()
+    finally:
+        timer.cancel()
+        load.leave()
     if run.error is not None:
         body = error_body(run.error.error, run.error.message, request_id)
         yield _frame("error", body)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from combo.server import daphne_command
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -75,7 +77,7 @@ class LiveCombo:
         port = free_port()
         log = open(Path(self.data_dir) / f"daphne-{port}.log", "wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "combo.asgi:application"],
+            daphne_command("127.0.0.1", port),  # as `manage.py serve` starts it
             cwd=ROOT,
             env={**self.env, **(extra_env or {})},
             stdout=log,

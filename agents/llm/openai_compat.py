@@ -2,13 +2,26 @@
 
 OpenAI itself, vLLM, Ollama, llama.cpp, LiteLLM and most hosted gateways accept
 the same `POST {base_url}/chat/completions` with `stream: true`. This module
-drives them through the official `openai` SDK and turns every failure into an
+drives them with the official `openai` SDK and turns every failure into an
 `LLMError` with one of the UPSTREAM_* codes and a message that says what the
 operator should check, never the key.
 
-It sits on the hot path (hundreds of concurrent streams, tens of thousands of
-tokens a second in one process), so the per-token work is one `json.loads`
-and a few dict look-ups: no logging, no objects of our own.
+It sits on the hot path: hundreds of concurrent streams, tens of thousands of
+tokens a second in one process (bench/README.md). Measured on a 2-core
+machine, the SDK's `create()` costs about 0.4 ms of CPU per request before any
+byte is sent, and httpx's connection pool as much again (it also rescans every
+pooled connection on each request, so at 500 streams that grows to
+milliseconds), which alone puts the 250th of 500 simultaneous questions a
+quarter of a second behind. So the SDK's client stays the source of truth
+for what is sent (base URL, `Authorization` and its default headers, built
+once per event loop) and for the error types the mapping below classifies, but
+a streamed completion over plain HTTP(S) travels through `wire`, a lean
+HTTP/1.1 client: one write per request on a pooled keep-alive connection,
+and server-sent events split out of each network read inside the protocol.
+Anything `wire` does not do (proxies from the environment, a base URL with
+a query or credentials) goes through the SDK's own request path, as does any
+provider built with `transport="httpx"`. Both paths share the event loop
+below and the error mapping.
 """
 
 from __future__ import annotations
@@ -18,7 +31,8 @@ import json
 import re
 import socket
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator
+import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,18 +41,9 @@ import openai
 
 from combo.errors import ErrorCode
 
+from . import wire
 from .base import ChatRequest, LLMError, Provider, Usage
-
-try:  # optional: the faster transport (see OpenAICompatibleProvider)
-    import aiohttp
-
-    # Not OSErrors, but a dropped connection all the same.
-    _AIOHTTP_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-        aiohttp.ClientConnectionError,
-        aiohttp.ClientPayloadError,
-    )
-except ImportError:
-    _AIOHTTP_CONNECTION_ERRORS = ()
+from .sse import SSEParser
 
 
 def _http_module() -> Any:
@@ -65,7 +70,19 @@ _http = _http_module()
 # upstream error text we pass on cannot leak one even if the server echoed it.
 _SECRET_PATTERN = re.compile(r"(?i)\b(?:bearer\s+\S+|sk-[A-Za-z0-9_\-*.]{4,})")
 _MAX_UPSTREAM_DETAIL = 300
-_MAX_EVENT_BYTES = 8 << 20  # one SSE event; real ones are a few hundred bytes
+# After `data: [DONE]` the rest of the body (usually just the last chunk
+# marker) is awaited this long so the connection can be reused, then dropped.
+_DRAIN_AFTER_DONE = 1.0
+
+_STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError,
+    401: openai.AuthenticationError,
+    403: openai.PermissionDeniedError,
+    404: openai.NotFoundError,
+    409: openai.ConflictError,
+    422: openai.UnprocessableEntityError,
+    429: openai.RateLimitError,
+}
 
 
 def safe_url(url: str) -> str:
@@ -83,20 +100,50 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+class _Target:
+    """Where a lean request goes: `POST {base_url}/chat/completions` over HTTP/1.1."""
+
+    __slots__ = ("scheme", "host", "port", "path", "authority")
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError("only http and https")
+        if parts.query or parts.fragment or parts.username or parts.password or not parts.hostname:
+            raise ValueError("a query, fragment or credentials in the base URL")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        default = 443 if parts.scheme == "https" else 80
+        self.port = parts.port or default
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.authority = host if self.port == default else f"{host}:{self.port}"
+        self.path = (parts.path.rstrip("/") or "") + "/chat/completions"
+        if any(c in self.path for c in " \r\n"):
+            raise ValueError("a path that needs escaping")
+        proxies = urllib.request.getproxies()
+        if (proxies.get(self.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(self.host):
+            raise ValueError("a proxy is configured for this host")
+
+
+def _lean_target(base_url: str) -> _Target | None:
+    try:
+        return _Target(base_url)
+    except ValueError:
+        return None
+
+
 class OpenAICompatibleProvider(Provider):
     """Streams chat completions from an OpenAI-compatible server.
 
-    Holds one `AsyncOpenAI` (and one pooled HTTP client) per event loop: HTTP
-    connections belong to the loop that opened them, and sync code paths
-    (`async_to_sync`, `asyncio.run` in tests) run each call on a fresh loop.
-    Under an ASGI server there is one loop, hence one pool shared by all
-    requests. The SDK's own retries are off: whether to retry is the caller's
-    decision, guided by `LLMError.retryable`.
+    Holds one `AsyncOpenAI` (with its pooled HTTP client) and one `wire.Pool`
+    per event loop: connections belong to the loop that opened them, and sync
+    code paths (`async_to_sync`, `asyncio.run` in tests) run each call on a
+    fresh loop. Under an ASGI server there is one loop, hence one pool shared
+    by all requests. The SDK's own retries are off: whether to retry is the
+    caller's decision, guided by `LLMError.retryable`.
 
-    `transport` picks the SDK's HTTP client: "httpx" (its default) or
-    "aiohttp" (the SDK's `DefaultAioHttpClient`, about half the CPU per token;
-    needs the `aiohttp` package, and unlike httpx ignores HTTP(S)_PROXY).
-    "auto" uses aiohttp when it is installed.
+    `transport`: "auto" (the lean client when the base URL allows it, else
+    the SDK's httpx client), "lean", "httpx" or "aiohttp" (the SDK's clients).
     """
 
     def __init__(
@@ -111,13 +158,16 @@ class OpenAICompatibleProvider(Provider):
         keepalive_expiry: float = 30.0,
         transport: str = "auto",
     ) -> None:
-        if transport == "auto":
-            transport = "aiohttp" if _AIOHTTP_CONNECTION_ERRORS else "httpx"
-        if transport not in ("httpx", "aiohttp"):
-            raise ValueError(f"transport must be 'auto', 'httpx' or 'aiohttp', not {transport!r}")
+        if transport not in ("auto", "lean", "httpx", "aiohttp"):
+            raise ValueError(f"transport must be 'auto', 'lean', 'httpx' or 'aiohttp', not {transport!r}")
         if not base_url.strip():
             # The SDK would quietly fall back to api.openai.com.
             raise ValueError("base_url is required; use OfflineProvider when no model is configured")
+        self._target = _lean_target(base_url) if transport in ("auto", "lean") else None
+        if transport == "lean" and self._target is None:
+            raise ValueError("the lean transport needs a plain http(s) base URL and no proxy")
+        if transport == "auto":
+            transport = "lean" if self._target is not None else "aiohttp" if _aiohttp_available() else "httpx"
         self.transport = transport
         self.name = name
         self.base_url = base_url
@@ -126,6 +176,8 @@ class OpenAICompatibleProvider(Provider):
         # None and would otherwise read OPENAI_API_KEY from the environment.
         self._api_key = api_key or "no-key"
         self._where = safe_url(base_url)
+        self._max_keepalive = max_keepalive_connections
+        self._keepalive_expiry = keepalive_expiry
         self._limits = _http.Limits(
             max_connections=max_connections,
             max_keepalive_connections=max_keepalive_connections,
@@ -134,8 +186,9 @@ class OpenAICompatibleProvider(Provider):
         # `timeout` bounds connecting, waiting for the first byte and every gap
         # between two chunks, so a stream that stalls half-way fails too.
         self._timeout = _http.Timeout(timeout, connect=min(timeout, 10.0))
-        # loop -> (client, the guard that closes it when the loop shuts down)
-        self._clients: dict[asyncio.AbstractEventLoop, tuple[openai.AsyncOpenAI, AsyncGenerator[None, None]]] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+        self._pools: dict[asyncio.AbstractEventLoop, wire.Pool] = {}
+        self._head: bytes | None = None  # the lean request's fixed headers
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -143,50 +196,28 @@ class OpenAICompatibleProvider(Provider):
 
     # -- clients ---------------------------------------------------------------
 
-    async def _client(self) -> openai.AsyncOpenAI:
+    def _client(self) -> openai.AsyncOpenAI:
         loop = asyncio.get_running_loop()
-        entry = self._clients.get(loop)
-        if entry is not None:
-            return entry[0]
-        created = False
+        client = self._clients.get(loop)
+        if client is not None:
+            return client
         with self._lock:
-            # Forget clients of loops closed without asyncio.run's clean-up.
+            # Forget clients of loops that are gone; their sockets die with them.
             for old in [old for old in self._clients if old.is_closed()]:
                 del self._clients[old]
-            entry = self._clients.get(loop)
-            if entry is None:
+            for old in [old for old in self._pools if old.is_closed()]:
+                del self._pools[old]
+            client = self._clients.get(loop)
+            if client is None:
                 client = openai.AsyncOpenAI(
                     base_url=self.base_url,
                     api_key=self._api_key,
                     timeout=self._timeout,
                     max_retries=0,
-                    http_client=self._http_client(),
+                    http_client=self._http_client() if self.transport != "lean" else None,
                 )
-                entry = (client, self._close_with_loop(loop, client))
-                self._clients[loop] = entry
-                created = True
-        if created:
-            # Runs to its `yield` at once, registering with this loop.
-            await entry[1].__anext__()
-        return entry[0]
-
-    async def _close_with_loop(
-        self, loop: asyncio.AbstractEventLoop, client: openai.AsyncOpenAI
-    ) -> AsyncGenerator[None, None]:
-        """Closes `client` when its loop shuts down.
-
-        asyncio.run() (and so async_to_sync) closes every suspended async
-        generator of its loop before closing the loop; this one waits there,
-        so a client made for a short-lived loop closes its connections on that
-        loop instead of leaking them (aiohttp warns about each one).
-        """
-        try:
-            yield
-        finally:
-            with self._lock:
-                if self._clients.get(loop, (None,))[0] is client:
-                    del self._clients[loop]
-            await client.close()
+                self._clients[loop] = client
+            return client
 
     def _http_client(self) -> Any:
         # Both are httpx(2) clients as far as the SDK is concerned; the aiohttp
@@ -195,26 +226,63 @@ class OpenAICompatibleProvider(Provider):
         factory = openai.DefaultAioHttpClient if self.transport == "aiohttp" else openai.DefaultAsyncHttpxClient
         return factory(limits=self._limits, timeout=self._timeout)
 
+    def _pool(self) -> wire.Pool:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = wire.Pool(
+                connect_timeout=min(self.timeout, 10.0),
+                max_idle=self._max_keepalive,
+                keepalive_expiry=self._keepalive_expiry,
+                ssl_context_factory=_http.create_ssl_context,
+            )
+        return pool
+
+    def _request_head(self) -> bytes:
+        """The lean request's head up to Content-Length: what the SDK's client would send."""
+        if self._head is None:
+            client = self._client()
+            target = self._target
+            headers = {
+                "Host": target.authority,
+                **{k: v for k, v in client.default_headers.items() if isinstance(v, str)},
+                **client.auth_headers,
+                "X-Stainless-Retry-Count": "0",
+                "Accept-Encoding": "identity",
+                "Connection": "keep-alive",
+            }
+            lines = [f"POST {target.path} HTTP/1.1"]
+            for key, value in headers.items():
+                if any(c in key + value for c in "\r\n"):
+                    raise LLMError(
+                        ErrorCode.UPSTREAM_ERROR,
+                        f"The request headers for the language model at {self._where} are malformed; "
+                        "check COMBO_LLM_API_KEY for stray line breaks.",
+                        retryable=False,
+                    )
+                lines.append(f"{key}: {value}")
+            self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1", "replace")
+        return self._head
+
     async def aclose(self) -> None:
-        """Close this loop's connections (other loops' close as those loops end)."""
+        """Close the pools of the running loop; pools of other loops are dropped."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            entry = self._clients.pop(loop, None)
-        if entry is not None:
-            await entry[1].aclose()  # runs its `finally`: closes the client
+            client = self._clients.pop(loop, None)
+            pool = self._pools.pop(loop, None)
+            self._clients.clear()
+            self._pools.clear()
+        if pool is not None:
+            pool.close()
+        if client is not None:
+            await client.close()
 
     # -- streaming -------------------------------------------------------------
 
-    async def stream(self, request: ChatRequest) -> AsyncGenerator[str | Usage, None]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         params: dict[str, Any] = {
             "model": request.model,
-            # The SDK walks every parameter against its TypedDicts before
-            # sending (about 1 ms for a 10-message prompt, more than the rest of
-            # the request); for plain role/content strings that walk changes
-            # nothing. `extra_body` keys replace same-named ones unchanged, so
-            # the messages travel there and the typed argument stays empty.
-            "messages": [],
-            "extra_body": {"messages": [{"role": m.role, "content": m.content} for m in request.messages]},
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "stream": True,
             # Servers that do not know this option ignore it; usage is then absent.
             "stream_options": {"include_usage": True},
@@ -224,62 +292,65 @@ class OpenAICompatibleProvider(Provider):
         if request.max_tokens is not None:
             params["max_tokens"] = request.max_tokens
 
-        # The SDK sends the request, authenticates and turns HTTP errors into
-        # its typed exceptions; the body is read here rather than through its
-        # `AsyncStream`, which builds three pydantic objects per token and so
-        # costs several times more CPU than the rest of the path together.
-        try:
-            client = await self._client()
-            opening = client.chat.completions.with_streaming_response.create(**params)
-            response = await opening.__aenter__()
-        except Exception as err:  # noqa: BLE001 - every failure becomes an LLMError
-            raise self._opening_error(err) from _loggable_cause(err)
+        if self.transport == "lean":
+            source = await self._open_lean(params)
+        else:
+            source = await self._open_sdk(params)
 
-        http_response = response.http_response
-        loads = json.loads
+        # Deltas that arrive in one network read go out as one piece: a busy
+        # process then falls behind by reads, not by tokens.
+        loads = _loads
         finished = done = False
         usage: Usage | None = None
         try:
-            if not http_response.headers.get("content-type", "").startswith("text/event-stream"):
+            if not source.event_stream:
                 # A server that ignored `stream: true` and sent the whole answer.
-                text, finished, usage = _whole_answer(loads(await http_response.aread()))
-                if text:
-                    yield text
+                event = loads(await source.body())
+                choice = event["choices"][0]
+                if choice["message"].get("content"):
+                    yield choice["message"]["content"]
+                finished = choice.get("finish_reason") is not None
+                usage = _usage(event.get("usage"))
             else:
-                async for batch in _sse_payloads(http_response):
-                    for payload in batch:
-                        # After [DONE] the body is still read to its end so that
-                        # the HTTP/1.1 connection can go back to the pool.
-                        if done:
-                            continue
-                        if payload == b"[DONE]":
-                            done = True
-                            continue
-                        event = loads(payload)
-                        choices = event.get("choices")
-                        if choices:
-                            choice = choices[0]
-                            delta = choice.get("delta")
-                            if delta:
-                                content = delta.get("content")
-                                if content:
-                                    yield content
-                            if choice.get("finish_reason") is not None:
-                                finished = True
-                        elif event.get("error"):
-                            raise self._error_event(event["error"])
-                        if event.get("usage"):
-                            usage = _usage(event["usage"])
+                while not done:
+                    batch = await source.events()
+                    if not batch:
+                        break
+                    pieces: list[str] = []
+                    try:
+                        for payload in batch:
+                            if payload == b"[DONE]":
+                                done = True
+                                break
+                            event = loads(payload)
+                            choices = event.get("choices")
+                            if choices:
+                                choice = choices[0]
+                                delta = choice.get("delta")
+                                if delta:
+                                    content = delta.get("content")
+                                    if content:
+                                        pieces.append(content)
+                                if choice.get("finish_reason") is not None:
+                                    finished = True
+                            elif event.get("error"):
+                                raise self._error_event(event["error"])
+                            if event.get("usage"):
+                                usage = _usage(event["usage"])
+                    except Exception:
+                        # What arrived before the failure is part of the answer.
+                        if pieces:
+                            yield "".join(pieces)
+                        raise
+                    if pieces:
+                        yield pieces[0] if len(pieces) == 1 else "".join(pieces)
         except LLMError:
             raise
         except Exception as err:  # noqa: BLE001
             raise self._midstream_error(err) from _loggable_cause(err)
         finally:
             # Also runs when the consumer stops early (its client went away).
-            try:
-                await opening.__aexit__(None, None, None)
-            except Exception:  # noqa: BLE001 - already failing or closing
-                pass
+            await source.aclose(drain=done)
 
         if not finished:
             raise LLMError(
@@ -291,22 +362,83 @@ class OpenAICompatibleProvider(Provider):
         if usage is not None:
             yield usage
 
+    async def _open_sdk(self, params: dict[str, Any]) -> "_SDKSource":
+        # The SDK sends the request, authenticates and turns HTTP errors into
+        # its typed exceptions; the body is read here rather than through its
+        # `AsyncStream`, which builds three pydantic objects per token.
+        opening = self._client().chat.completions.with_streaming_response.create(**params)
+        try:
+            response = await opening.__aenter__()
+        except Exception as err:  # noqa: BLE001 - every failure becomes an LLMError
+            raise self._opening_error(err) from _loggable_cause(err)
+        return _SDKSource(opening, response.http_response)
+
+    async def _open_lean(self, params: dict[str, Any]) -> "_LeanSource":
+        target = self._target
+        body = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode()
+        data = self._request_head() + b"Content-Length: %d\r\n\r\n" % len(body) + body
+        try:
+            conn, response = await self._pool().request(
+                target.scheme, target.host, target.port, data, self.timeout, True
+            )
+        except wire.ProtocolError as err:
+            raise self._bad_response(err) from err
+        except (OSError, TimeoutError) as err:
+            sdk_error = self._sdk_error(err)
+            raise self._opening_error(sdk_error) from err
+        if 200 <= response.status < 300:
+            return _LeanSource(conn, response)
+        # An error answer: read it (briefly) and let the SDK's own error type carry it.
+        try:
+            async with asyncio.timeout(min(self.timeout, 10.0)):
+                raw = await conn.read()
+        except Exception:  # noqa: BLE001 - the status says enough
+            raw = b""
+        finally:
+            conn.release()
+        raise self._opening_error(self._status_exception(response, raw))
+
+    def _httpx_request(self) -> Any:
+        target = self._target
+        return _http.Request("POST", f"{target.scheme}://{target.authority}{target.path}")
+
+    def _sdk_error(self, err: BaseException) -> openai.APIError:
+        """A lean-path failure before the answer, as the SDK would have raised it."""
+        request = self._httpx_request()
+        if isinstance(err, TimeoutError):
+            out: openai.APIError = openai.APITimeoutError(request=request)
+        else:
+            out = openai.APIConnectionError(request=request)
+        out.__cause__ = err
+        return out
+
+    def _status_exception(self, response: wire.Response, raw: bytes) -> openai.APIStatusError:
+        try:
+            body: object = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        data = body.get("error", body) if isinstance(body, dict) else body
+        http_response = _http.Response(
+            response.status, headers=list(response.headers.items()), content=raw, request=self._httpx_request()
+        )
+        kind = _STATUS_ERRORS.get(response.status)
+        if kind is None:
+            kind = openai.InternalServerError if response.status >= 500 else openai.APIStatusError
+        return kind(f"Error code: {response.status}", response=http_response, body=data)
+
     # -- error mapping ---------------------------------------------------------
 
     def _opening_error(self, err: Exception) -> LLMError:
         """Classify a failure before the first chunk arrived."""
         where = self._where
-        if isinstance(err, openai.APIStatusError):
-            return self._status_error(err)
-        kind = _failure_kind(err)
-        if kind == "timeout" or (kind is None and isinstance(err, openai.APITimeoutError)):
+        if isinstance(err, openai.APITimeoutError):
             return LLMError(
                 ErrorCode.UPSTREAM_TIMEOUT,
                 f"The language model at {where} did not answer within {self.timeout:g} s; "
                 "try again, or check that the server is not overloaded.",
                 retryable=True,
             )
-        if kind == "connection" or isinstance(err, openai.APIConnectionError):
+        if isinstance(err, openai.APIConnectionError):
             if _caused_by(err, socket.gaierror):
                 reason = "its host name could not be resolved"
             else:
@@ -317,6 +449,8 @@ class OpenAICompatibleProvider(Provider):
                 "check COMBO_LLM_BASE_URL and that the server is running.",
                 retryable=True,
             )
+        if isinstance(err, openai.APIStatusError):
+            return self._status_error(err)
         if isinstance(err, openai.APIResponseValidationError):
             return self._bad_response(err)
         return LLMError(
@@ -333,7 +467,8 @@ class OpenAICompatibleProvider(Provider):
             # The upstream's own text is dropped: some servers echo the key.
             return LLMError(
                 ErrorCode.UPSTREAM_AUTH_FAILED,
-                f"The language model at {where} refused Combo's credentials (HTTP {status}); check COMBO_LLM_API_KEY.",
+                f"The language model at {where} refused Combo's credentials (HTTP {status}); "
+                "check COMBO_LLM_API_KEY.",
                 retryable=False,
             )
         detail = self._upstream_detail(err)
@@ -351,10 +486,8 @@ class OpenAICompatibleProvider(Provider):
                 f"The language model at {where} failed (HTTP {status}){detail}; try again later.",
                 retryable=True,
             )
-        hint = (
-            "check COMBO_LLM_BASE_URL (does it end in /v1?) and the model name"
-            if status == 404
-            else ("check the model name and the request limits of the provider")
+        hint = "check COMBO_LLM_BASE_URL (does it end in /v1?) and the model name" if status == 404 else (
+            "check the model name and the request limits of the provider"
         )
         return LLMError(
             ErrorCode.UPSTREAM_ERROR,
@@ -364,17 +497,14 @@ class OpenAICompatibleProvider(Provider):
 
     def _midstream_error(self, err: Exception) -> LLMError:
         """Classify a failure after the answer started streaming."""
-        kind = _failure_kind(err)
-        if kind == "timeout" or (kind is None and isinstance(err, (_http.TimeoutException, openai.APITimeoutError))):
+        if isinstance(err, (_http.TimeoutException, openai.APITimeoutError, TimeoutError)):
             return LLMError(
                 ErrorCode.UPSTREAM_TIMEOUT,
                 f"The language model at {self._where} stopped sending its answer for more than "
                 f"{self.timeout:g} s; try again.",
                 retryable=True,
             )
-        if kind == "connection" or isinstance(
-            err, (_http.TransportError, openai.APIConnectionError, anyio.EndOfStream)
-        ):
+        if isinstance(err, (_http.TransportError, openai.APIConnectionError, OSError, anyio.EndOfStream)):
             return LLMError(
                 ErrorCode.UPSTREAM_BAD_RESPONSE,
                 f"The connection to the language model at {self._where} was cut before the answer "
@@ -388,7 +518,8 @@ class OpenAICompatibleProvider(Provider):
         text = error.get("message") if isinstance(error, dict) else error
         return LLMError(
             ErrorCode.UPSTREAM_ERROR,
-            f"The language model at {self._where} reported an error mid-answer{self._scrubbed(text)}; try again.",
+            f"The language model at {self._where} reported an error mid-answer"
+            f"{self._scrubbed(text)}; try again.",
             retryable=True,
         )
 
@@ -413,8 +544,7 @@ class OpenAICompatibleProvider(Provider):
         if not isinstance(text, str) or not text.strip():
             return ""
         text = " ".join(text.split())
-        if len(self._api_key) >= 8:  # a short dummy key would mangle the text
-            text = text.replace(self._api_key, "[redacted]")
+        text = text.replace(self._api_key, "[redacted]")
         text = _SECRET_PATTERN.sub("[redacted]", text)
         if len(text) > _MAX_UPSTREAM_DETAIL:
             text = text[: _MAX_UPSTREAM_DETAIL - 1] + "…"
@@ -432,59 +562,88 @@ def _loggable_cause(err: Exception) -> Exception | None:
     return err
 
 
-class _SSEParser:
-    """Splits a server-sent-events byte stream into the `data` of its events.
+class _SDKSource:
+    """The body of an answer the SDK's client opened."""
 
-    Fed whole network reads, returns a list per read rather than yielding
-    per event, so the per-token cost is a bytes split and a list append.
+    def __init__(self, opening: Any, http_response: Any) -> None:
+        self._opening = opening
+        self._response = http_response
+        self.event_stream = http_response.headers.get("content-type", "").startswith("text/event-stream")
+        self._chunks = http_response.aiter_bytes()
+        self._parser = SSEParser()
+        self._ended = False
+
+    async def body(self) -> bytes:
+        return await self._response.aread()
+
+    async def events(self) -> list[bytes]:
+        while not self._ended:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                return self._parser.finish()
+            events = self._parser.feed(chunk)
+            if events:
+                return events
+        return []
+
+    async def aclose(self, drain: bool) -> None:
+        try:
+            if drain:
+                # Read to the end so the HTTP/1.1 connection goes back to the pool.
+                async with asyncio.timeout(_DRAIN_AFTER_DONE):
+                    while await self.events():
+                        pass
+        except Exception:  # noqa: BLE001 - the answer is complete already
+            pass
+        try:
+            await self._opening.__aexit__(None, None, None)
+        except Exception:  # noqa: BLE001 - already failing or closing
+            pass
+
+
+class _LeanSource:
+    """The body of an answer `wire` opened."""
+
+    def __init__(self, conn: wire.Exchange, response: wire.Response) -> None:
+        self._conn = conn
+        self.event_stream = response.headers.get("content-type", "").lower().startswith("text/event-stream")
+
+    async def body(self) -> bytes:
+        return await self._conn.read()
+
+    async def events(self) -> list[bytes]:
+        return await self._conn.events()
+
+    async def aclose(self, drain: bool) -> None:
+        conn = self._conn
+        if drain:
+            try:
+                async with asyncio.timeout(_DRAIN_AFTER_DONE):
+                    while await conn.events():
+                        pass
+            except Exception:  # noqa: BLE001 - the answer is complete already
+                pass
+        conn.release()  # pooled again only when the body was read to its end
+
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(payload: bytes) -> Any:
+    """`json.loads(payload)`, at half the cost for the usual event (one object, no padding).
+
+    `json.loads` of bytes first sniffs the encoding and runs two whitespace
+    regexes; an event's data is UTF-8 by the SSE spec. Anything unusual goes
+    to `json.loads`, which parses or fails exactly as it always does.
     """
-
-    __slots__ = ("_buffer", "_data")
-
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._data: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        if self._buffer:
-            chunk = self._buffer + chunk
-            if len(chunk) > _MAX_EVENT_BYTES:
-                raise ValueError("an event in the stream exceeds the size limit")
-        lines = chunk.split(b"\n")
-        self._buffer = lines.pop()
-        events: list[bytes] = []
-        for line in lines:
-            if line[-1:] == b"\r":
-                line = line[:-1]
-            if line:
-                # Only `data:` matters; `event:`, `id:` and `: keep-alive`
-                # comment lines are ignored.
-                if line[:5] == b"data:":
-                    self._data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif self._data:
-                data = self._data
-                events.append(data[0] if len(data) == 1 else b"\n".join(data))
-                self._data = []
-        return events
-
-    def finish(self) -> list[bytes]:
-        """Events left when the body ends without a final blank line."""
-        return self.feed(b"\n\n") if self._buffer or self._data else []
-
-
-async def _sse_payloads(response: Any) -> AsyncIterator[list[bytes]]:
-    parser = _SSEParser()
-    async for chunk in response.aiter_bytes():
-        events = parser.feed(chunk)
-        if events:
-            yield events
-    yield parser.finish()
-
-
-def _whole_answer(body: Any) -> tuple[str, bool, Usage | None]:
-    """Text, whether it finished, and usage of a non-streamed chat completion."""
-    choice = body["choices"][0]
-    return choice["message"].get("content") or "", choice.get("finish_reason") is not None, _usage(body.get("usage"))
+    text = payload.decode("utf-8")
+    try:
+        value, end = _raw_decode(text)
+    except ValueError:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def _usage(reported: object) -> Usage | None:
@@ -493,33 +652,23 @@ def _usage(reported: object) -> Usage | None:
     return Usage(reported.get("prompt_tokens"), reported.get("completion_tokens"))
 
 
-def _failure_kind(err: BaseException) -> str | None:
-    """ "timeout" or "connection", judged by the innermost cause that tells.
-
-    The wrappers' own classes are not enough: the SDK's aiohttp adapter
-    reports a refused connection or a DNS failure as a *connect timeout*, and
-    a server disconnect as one too.
-    """
-    for exc in reversed(_chain(err)):
-        if isinstance(exc, TimeoutError):  # includes asyncio's and aiohttp's timeouts
-            return "timeout"
-        if isinstance(exc, OSError) or isinstance(exc, _AIOHTTP_CONNECTION_ERRORS):
-            return "connection"
-    return None
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    """`err` and its causes, outermost first."""
-    chain: list[BaseException] = []
-    current: BaseException | None = err
-    while current is not None and len(chain) < 20 and all(current is not seen for seen in chain):
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
+def _aiohttp_available() -> bool:
+    try:
+        import aiohttp  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
-    return any(isinstance(exc, kind) for exc in _chain(err))
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _retry_after(err: openai.APIStatusError) -> float | None:

@@ -92,8 +92,8 @@ def test_a_bad_trusted_proxies_value_stops_the_process(monkeypatch):
 
 def test_serve_does_not_let_daphne_believe_forwarded_headers():
     """daphne --proxy-headers takes the left-most X-Forwarded-For from anyone."""
-    from combo.management.commands.serve import daphne_command
+    from combo.server import daphne_command
 
-    command = daphne_command(fd=7, verbosity=1)
-    assert "daphne" in command and "--fd" in command
+    for command in (daphne_command(fd=7), daphne_command("127.0.0.1", 9380)):
+        assert "combo.server" in command and "combo.asgi:application" in command
     assert not any(arg.startswith("--proxy-headers") for arg in command)

@@ -20,14 +20,7 @@ from django.core.management.base import BaseCommand
 
 from accounts.models import User
 from agents.reaper import reap_interrupted
-
-
-def daphne_command(*, fd: int, verbosity: int) -> list[str]:
-    # No --proxy-headers: daphne would then take the left-most X-Forwarded-For
-    # from any client, so anyone could pick their own IP (and rate-limit budget).
-    # Combo reads that header itself, only from COMBO_TRUSTED_PROXIES
-    # (combo.ratelimit.client_ip); Django reads X-Forwarded-Proto (BEHIND_TLS_PROXY).
-    return [sys.executable, "-m", "daphne", "--fd", str(fd), "-v", str(min(verbosity, 1)), "combo.asgi:application"]
+from combo.server import LISTEN_BACKLOG, daphne_command
 
 
 class Command(BaseCommand):
@@ -48,7 +41,7 @@ class Command(BaseCommand):
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))
-        listener.listen(4096)
+        listener.listen(LISTEN_BACKLOG)
         listener.set_inheritable(True)
         fd = listener.fileno()
 

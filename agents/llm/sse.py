@@ -1,0 +1,45 @@
+"""Server-sent events, the way LLM APIs stream: split a byte stream into the `data` of its events."""
+
+from __future__ import annotations
+
+MAX_EVENT_BYTES = 8 << 20  # one event; real ones are a few hundred bytes
+
+
+class SSEParser:
+    """Splits a server-sent-events byte stream into the `data` of its events.
+
+    Fed whole network reads, returns a list per read rather than yielding
+    per event, so the per-token cost is a bytes split and a list append.
+    """
+
+    __slots__ = ("_buffer", "_data")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._buffer:
+            chunk = self._buffer + chunk
+            if len(chunk) > MAX_EVENT_BYTES:
+                raise ValueError("an event in the stream exceeds the size limit")
+        lines = chunk.split(b"\n")
+        self._buffer = lines.pop()
+        events: list[bytes] = []
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if line:
+                # Only `data:` matters; `event:`, `id:` and `: keep-alive`
+                # comment lines are ignored.
+                if line[:5] == b"data:":
+                    self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif self._data:
+                data = self._data
+                events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                self._data = []
+        return events
+
+    def finish(self) -> list[bytes]:
+        """Events left when the body ends without a final blank line."""
+        return self.feed(b"\n\n") if self._buffer or self._data else []
