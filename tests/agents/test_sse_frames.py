@@ -1,0 +1,83 @@
+"""How a run's parts become SSE frames: everything new since the last frame goes in the next."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from agents import streaming
+from agents.completions import CompletionRun, Prepared
+from agents.llm.base import ChatMessage, ChatRequest
+
+
+def prepared() -> Prepared:
+    return Prepared(
+        session_id=uuid.uuid4(), user_message_id=uuid.uuid4(), message_id=uuid.uuid4(), provider_name="builtin",
+        request=ChatRequest(messages=[ChatMessage("user", "q")], model="m"), references=[{"id": "p1"}],
+        created_session=True,
+    )
+
+
+def parse(frame: bytes) -> tuple[str, dict]:
+    event, data = frame.decode().strip().split("\n")
+    return event.removeprefix("event: "), json.loads(data.removeprefix("data: "))
+
+
+async def until(condition):
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the reader did not get there")
+
+
+def add(run, *parts):
+    for part in parts:
+        run.parts.append(part)
+        run.wake()
+
+
+async def test_parts_ready_together_share_a_frame_and_the_last_carries_the_references():
+    run = CompletionRun(prepared())
+    frames: list[bytes] = []
+
+    async def consume():
+        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
+            frames.append(frame)
+
+    task = asyncio.ensure_future(consume())
+    add(run, "a")
+    await until(lambda: len(frames) == 1)
+    add(run, "b", "c")  # both before the reader wakes: one frame
+    await until(lambda: len(frames) == 2)
+    add(run, "d")
+    run.finished.set()
+    run.wake()
+    await asyncio.wait_for(task, 5)
+    events = [parse(f) for f in frames]
+    assert [(kind, data.get("answer"), data.get("reference")) for kind, data in events] == [
+        ("message", "a", []),
+        ("message", "bc", []),
+        ("message", "d", [{"id": "p1"}]),
+        ("done", None, None),
+    ]
+    assert all(data["type"] == kind for kind, data in events)
+
+
+async def test_a_run_that_ends_with_nothing_new_still_sends_the_references_then_done():
+    run = CompletionRun(prepared())
+    frames: list[bytes] = []
+
+    async def consume():
+        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
+            frames.append(frame)
+
+    task = asyncio.ensure_future(consume())
+    add(run, "x")
+    await until(lambda: len(frames) == 1)
+    run.finished.set()
+    run.wake()
+    await asyncio.wait_for(task, 5)
+    assert [parse(f)[0] for f in frames] == ["message", "message", "done"]
+    assert parse(frames[1])[1] == {"type": "message", "answer": "", "reference": [{"id": "p1"}]}
