@@ -22,7 +22,6 @@ import json
 import logging
 import re
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
@@ -268,68 +267,10 @@ def _frame(event: str, data: dict) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + _json({"type": event, **data}) + b"\n\n"
 
 
-class LoopLag:
-    """How late this event loop runs its timers, smoothed; probed only while streams are open.
-
-    The measure of "falling behind": a busy process runs every callback late,
-    and a stream that sends one frame per token then makes it later still.
-    """
-
-    PROBE = 0.02  # seconds between probes
-    _by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag]" = weakref.WeakKeyDictionary()
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.lag = 0.0
-        self.streams = 0
-        self._task: asyncio.Task | None = None
-
-    @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> "LoopLag":
-        lag = cls._by_loop.get(loop)
-        if lag is None:
-            lag = cls._by_loop[loop] = cls(loop)
-        return lag
-
-    def enter(self) -> None:
-        self.streams += 1
-        if self._task is None or self._task.done():
-            self._task = self.loop.create_task(self._probe())
-
-    def leave(self) -> None:
-        self.streams -= 1
-
-    async def _probe(self) -> None:
-        loop = self.loop
-        while self.streams > 0:
-            start = loop.time()
-            await asyncio.sleep(self.PROBE)
-            late = max(0.0, loop.time() - start - self.PROBE)
-            self.lag += 0.3 * (late - self.lag)
-        self.lag = 0.0
-
-
-# Under load a stream sends at most one frame per PACE; the tokens that come
-# meanwhile go in the next frame. "Under load" is timers running PACE_LAG
-# late on average. An idle loop sends every token at once. PACE stays well
-# under the 100 ms between events that a reader should ever see.
-PACE = 0.04
-PACE_LAG = 0.004
-_pause = asyncio.sleep  # (tests drive it by hand)
-
-
 async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) -> AsyncIterator[bytes]:
-    """The SSE frames of one run: everything generated since the last frame goes in the next.
-
-    When the event loop runs late (LoopLag), a frame is followed by a pause of
-    PACE before the next, so several tokens share a frame instead of each
-    costing a write: the process coalesces rather than falls further behind.
-    The first frame is never held back.
-    """
+    """The SSE frames of one run: everything generated since the last frame goes in the next."""
     heartbeat = settings.COMBO_SSE_HEARTBEAT_SECONDS
     loop = asyncio.get_running_loop()
-    load = LoopLag.of(loop)
-    load.enter()
     last_write = loop.time()
     beat_due = False
 
@@ -357,9 +298,6 @@ async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) ->
                 reference = prepared.references if finished else []
                 last_write = loop.time()
                 yield _frame("message", {"answer": answer, "reference": reference})
-                if not finished and load.lag > PACE_LAG:
-                    await _pause(PACE)
-                    continue
             if finished:
                 break
             if beat_due:
@@ -371,7 +309,6 @@ async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) ->
                 await run.changed()
     finally:
         timer.cancel()
-        load.leave()
     if run.error is not None:
         body = error_body(run.error.error, run.error.message, request_id)
         yield _frame("error", body)

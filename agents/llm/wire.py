@@ -85,12 +85,14 @@ class Exchange(asyncio.Protocol):
         self._timeout = 0.0
         self._paused = False
         self._stream_sse = False
+        self._busy = False  # a request is in flight (bytes while idle are a protocol error)
 
     # -- the exchange, as the provider drives it --------------------------------
 
     def send(self, data: bytes, timeout: float, stream_sse: bool) -> None:
         """Write a whole request. `stream_sse`: split a text/event-stream answer into events."""
         self._stream_sse = stream_sse
+        self._busy = True
         self._timeout = timeout
         self._last = self.loop.time()
         self._timer = self.loop.call_at(self._last + timeout, self._check_timeout)
@@ -197,6 +199,12 @@ class Exchange(asyncio.Protocol):
         self._fail(ConnectionError(f"the connection was closed before the answer ended ({exc or 'EOF'})"))
 
     def data_received(self, data: bytes) -> None:
+        if not self._busy:
+            # Nothing was asked on this (pooled) connection: whatever this is,
+            # it must not be read as the answer to the next request.
+            self.pool._forget(self)
+            self.close()
+            return
         self._last = self.loop.time()
         self._got_bytes = True
         try:

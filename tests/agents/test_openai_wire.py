@@ -240,3 +240,15 @@ async def test_a_whole_answer_for_a_server_that_ignores_stream_true():
         provider = OpenAICompatibleProvider(server.url, "k", timeout=5, transport="lean")
         assert await outcome(provider) == ("ok", "all at once", Usage(1, 3))
         await provider.aclose()
+
+
+async def test_bytes_on_an_idle_pooled_connection_are_not_taken_for_the_next_answer():
+    good = SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(events("ok"))
+    stray = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 0\r\n\r\n"
+    async with ScriptedServer([good + stray, good], close_after=None) as server:
+        provider = OpenAICompatibleProvider(server.url, "k", timeout=5, transport="lean")
+        assert (await outcome(provider))[0] == "ok"
+        await asyncio.sleep(0.05)  # the stray head arrives while the connection is idle
+        assert await outcome(provider) == ("ok", "ok", Usage(2, 3))
+        assert server.connections == 2
+        await provider.aclose()

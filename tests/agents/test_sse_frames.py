@@ -1,12 +1,10 @@
-"""How a run's parts become SSE frames: all that is new goes in the next frame; under load, after a pause."""
+"""How a run's parts become SSE frames: everything new since the last frame goes in the next."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-
-import pytest
 
 from agents import streaming
 from agents.completions import CompletionRun, Prepared
@@ -26,28 +24,6 @@ def parse(frame: bytes) -> tuple[str, dict]:
     return event.removeprefix("event: "), json.loads(data.removeprefix("data: "))
 
 
-async def follow(run, loaded: bool, monkeypatch, script):
-    """Run `script(run, gate, frames)` against sse_frames; returns the (event, data) pairs."""
-    gate = asyncio.Event()
-
-    async def pause(seconds):
-        await gate.wait()
-        gate.clear()
-
-    monkeypatch.setattr(streaming, "_pause", pause)
-    monkeypatch.setattr(streaming, "PACE_LAG", -1.0 if loaded else 1e9)
-    frames: list[bytes] = []
-
-    async def consume():
-        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
-            frames.append(frame)
-
-    task = asyncio.ensure_future(consume())
-    await script(run, gate, frames)
-    await asyncio.wait_for(task, 5)
-    return [parse(f) for f in frames]
-
-
 async def until(condition):
     for _ in range(200):
         if condition():
@@ -62,41 +38,46 @@ def add(run, *parts):
         run.wake()
 
 
-async def finish(run):
+async def test_parts_ready_together_share_a_frame_and_the_last_carries_the_references():
+    run = CompletionRun(prepared())
+    frames: list[bytes] = []
+
+    async def consume():
+        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
+            frames.append(frame)
+
+    task = asyncio.ensure_future(consume())
+    add(run, "a")
+    await until(lambda: len(frames) == 1)
+    add(run, "b", "c")  # both before the reader wakes: one frame
+    await until(lambda: len(frames) == 2)
+    add(run, "d")
     run.finished.set()
     run.wake()
-
-
-@pytest.mark.parametrize("loaded", [False, True])
-async def test_tokens_that_come_while_a_loaded_stream_pauses_share_one_frame(monkeypatch, loaded):
-    async def script(run, gate, frames):
-        add(run, "a")
-        await until(lambda: len(frames) == 1)
-        add(run, "b")
-        if not loaded:
-            await until(lambda: len(frames) == 2)
-        add(run, "c", "d")
-        gate.set()
-        await until(lambda: len(frames) == (2 if loaded else 3))
-        await finish(run)
-        gate.set()
-
-    events = await follow(CompletionRun(prepared()), loaded, monkeypatch, script)
-    answers = [data["answer"] for kind, data in events if kind == "message"]
-    assert answers == (["a", "bcd", ""] if loaded else ["a", "b", "cd", ""])
-    assert all(data["type"] == kind for kind, data in events)
-    # References are complete on the last message event, then done.
-    assert [data["reference"] for kind, data in events if kind == "message"][-1] == [{"id": "p1"}]
-    assert events[-1][0] == "done"
-
-
-async def test_what_is_left_when_the_run_finishes_goes_in_the_last_frame_with_the_references(monkeypatch):
-    async def script(run, gate, frames):
-        add(run, "x", "y")
-        await finish(run)
-
-    events = await follow(CompletionRun(prepared()), False, monkeypatch, script)
+    await asyncio.wait_for(task, 5)
+    events = [parse(f) for f in frames]
     assert [(kind, data.get("answer"), data.get("reference")) for kind, data in events] == [
-        ("message", "xy", [{"id": "p1"}]),
+        ("message", "a", []),
+        ("message", "bc", []),
+        ("message", "d", [{"id": "p1"}]),
         ("done", None, None),
     ]
+    assert all(data["type"] == kind for kind, data in events)
+
+
+async def test_a_run_that_ends_with_nothing_new_still_sends_the_references_then_done():
+    run = CompletionRun(prepared())
+    frames: list[bytes] = []
+
+    async def consume():
+        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
+            frames.append(frame)
+
+    task = asyncio.ensure_future(consume())
+    add(run, "x")
+    await until(lambda: len(frames) == 1)
+    run.finished.set()
+    run.wake()
+    await asyncio.wait_for(task, 5)
+    assert [parse(f)[0] for f in frames] == ["message", "message", "done"]
+    assert parse(frames[1])[1] == {"type": "message", "answer": "", "reference": [{"id": "p1"}]}
