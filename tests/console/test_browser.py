@@ -260,7 +260,8 @@ def test_swagger_ui_renders_offline_under_the_csp(page, watch):
 
 def test_keyboard_alone_signs_in_and_skips_to_the_content(page):
     page.goto("/console/login/")
-    assert page.evaluate("document.activeElement.id") == "id_username"  # autofocus
+    # Chromium applies autofocus a moment after load: wait for it (fails if it never comes).
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'id_username'", timeout=5000)
     page.keyboard.type("alice")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "id_password"
