@@ -53,27 +53,16 @@
     10090: "Too many uploads in the last minute.",
   };
 
-  let token = null; // {access, expiresAt}
   const queue = []; // {file, row}
   let uploading = false;
   const polling = new Map(); // file id -> {row, since}
   let pollTimer = null;
 
-  class ConsoleError extends Error {
-    constructor(message, extra) {
-      super(message);
-      Object.assign(this, extra || {});
-    }
-  }
+  const ConsoleError = window.ComboConsole.ConsoleError;
 
   // --- DOM helpers (textContent only) ------------------------------------------
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) { node.className = className; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
+  const el = window.ComboConsole.el;
 
   function announce(text) {
     if (!announcer) { return; }
@@ -220,28 +209,7 @@
 
   // --- The credential --------------------------------------------------------------
 
-  async function accessToken(force) {
-    if (!force && token && token.expiresAt - Date.now() > 30000) { return token.access; }
-    let response;
-    try {
-      response = await fetch(config.tokenUrl, {
-        credentials: "same-origin",
-        cache: "no-store",
-        headers: { Accept: "application/json" },
-      });
-    } catch (error) {
-      throw new ConsoleError("The server could not be reached.", { retry: true });
-    }
-    if (response.status === 401) {
-      throw new ConsoleError("Your console session has ended.", { login: true });
-    }
-    if (!response.ok) {
-      throw new ConsoleError("This page could not get a token (HTTP " + response.status + ").", { retry: true });
-    }
-    const body = await response.json();
-    token = { access: body.access, expiresAt: Date.now() + body.expires_in * 1000 };
-    return token.access;
-  }
+  const accessToken = window.ComboConsole.tokenSource(config.tokenUrl);
 
   function parseJson(text) {
     try { return JSON.parse(text); } catch (e) { return null; }
@@ -448,7 +416,7 @@
     } catch (error) {
       return "again";
     }
-    if (response.status === 401) { token = null; return "again"; }
+    if (response.status === 401) { accessToken.forget(); return "again"; }
     if (response.status === 429) {
       entry.next = Date.now() + (Number(response.headers.get("Retry-After")) || 10) * 1000;
       return "again";

@@ -22,24 +22,13 @@
   const openingNodes = Array.from(log.children, function (node) { return node.cloneNode(true); });
 
   let sessionId = null;
-  let token = null; // {access, expiresAt}
   let controller = null;
 
-  class ConsoleError extends Error {
-    constructor(message, extra) {
-      super(message);
-      Object.assign(this, extra || {});
-    }
-  }
+  const ConsoleError = window.ComboConsole.ConsoleError;
 
   // --- DOM helpers (textContent only) ---------------------------------------
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) { node.className = className; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
+  const el = window.ComboConsole.el;
 
   function scrollToEnd() {
     log.scrollTop = log.scrollHeight;
@@ -110,23 +99,7 @@
 
   // --- The credential ---------------------------------------------------------
 
-  async function accessToken(force) {
-    if (!force && token && token.expiresAt - Date.now() > 30000) { return token.access; }
-    const response = await fetch(root.dataset.tokenUrl, {
-      credentials: "same-origin",
-      cache: "no-store",
-      headers: { Accept: "application/json" },
-    });
-    if (response.status === 401) {
-      throw new ConsoleError("Your console session has ended.", { login: true });
-    }
-    if (!response.ok) {
-      throw new ConsoleError("This page could not get a token (HTTP " + response.status + ").");
-    }
-    const body = await response.json();
-    token = { access: body.access, expiresAt: Date.now() + body.expires_in * 1000 };
-    return token.access;
-  }
+  const accessToken = window.ComboConsole.tokenSource(root.dataset.tokenUrl);
 
   function ask(access, question, signal) {
     const payload = { question: question, stream: true };
