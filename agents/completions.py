@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from agents import llm_config
-from agents.knowledge_hooks import retrieve_passages
+from agents.knowledge_hooks import ready_files, retrieve_passages
 from agents.llm.base import ChatMessage, ChatRequest, LLMError, Passage, Usage
 from agents.models import Agent, Message, Session
 from combo.batching import Batcher
@@ -149,6 +149,7 @@ def completion_prepare_many(specs: list[PrepareSpec]) -> list[Prepared | BaseExc
     agents = {agent.id: agent for agent in Agent.objects.filter(id__in=set(agent_ids.values()))} if agent_ids else {}
 
     ready: list[tuple[int, Agent, str, list]] = []  # (index, agent, provider, retrieved)
+    files = ready_files(agents) if agents else {}
     for index, agent_id in agent_ids.items():
         spec = specs[index]
         agent = agents.get(agent_id)
@@ -165,7 +166,9 @@ def completion_prepare_many(specs: list[PrepareSpec]) -> list[Prepared | BaseExc
         if spec.session_id is not None and _as_uuid(spec.session_id) is None:
             results[index] = ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
             continue
-        ready.append((index, agent, provider_name, retrieve_passages(agent=agent, question=spec.question)))
+        ready.append((index, agent, provider_name, retrieve_passages(
+            agent=agent, question=spec.question, names=files.get(agent.id, {})
+        )))
 
     try:
         _prepare_group(specs, ready, results)

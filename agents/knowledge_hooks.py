@@ -28,8 +28,24 @@ class Retrieved:
     file_id: str
 
 
-def retrieve_passages(*, agent, question: str, k: int | None = None) -> list[Retrieved]:
-    names = dict(agent.files.ready().values_list("id", "name"))
+def ready_files(agent_ids) -> dict:
+    """{agent id: {file id: file name}} of the `ready` files of these agents, in one query.
+
+    An agent without ready files is absent.
+    """
+    from agents.models import KnowledgeFile
+
+    out: dict = {}
+    rows = KnowledgeFile.objects.ready().filter(agents__in=list(agent_ids)).values_list("agents", "id", "name")
+    for agent_id, file_id, name in rows:
+        out.setdefault(agent_id, {})[file_id] = name
+    return out
+
+
+def retrieve_passages(*, agent, question: str, k: int | None = None, names: dict | None = None) -> list[Retrieved]:
+    """The passages for `question`; `names` is the agent's entry of `ready_files()` when known."""
+    if names is None:
+        names = dict(agent.files.ready().values_list("id", "name"))
     if not names:
         return []
     hits = search(file_ids=names, query=question, k=k or settings.COMBO_RETRIEVAL_TOP_K)

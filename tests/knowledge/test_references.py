@@ -50,3 +50,27 @@ def test_a_completion_stores_the_references_it_returns(api, alice):
     assert "The lighthouse opens at dawn" in body["data"]["answer"]
     status, session, _ = api.get(f"/v1/combo/sessions/{body['data']['session_id']}", auth=alice.key_auth)
     assert session["data"]["messages"]["items"][-1]["reference"] == reference
+
+
+def test_a_batch_of_questions_to_several_agents_searches_each_agents_own_files(alice):
+    """The batched prepare looks up every agent's ready files in one query and keeps them apart."""
+    from agents.completions import PrepareSpec, completion_prepare_many
+
+    tides = make_file(alice.user, "tides.txt", "The lighthouse tide table: high water at noon.")
+    bells = make_file(alice.user, "bells.txt", "The lighthouse bell rings at dawn.")
+    shared = make_file(alice.user, "shared.txt", "Every lighthouse has a keeper.")
+    first = Agent.objects.create(owner=alice.user, name="first")
+    second = Agent.objects.create(owner=alice.user, name="second")
+    bare = Agent.objects.create(owner=alice.user, name="bare")
+    first.files.set([tides, shared])
+    second.files.set([bells, shared])
+
+    question = "lighthouse"
+    results = completion_prepare_many(
+        [PrepareSpec(alice.user, agent.id, question) for agent in (first, second, bare, first)]
+    )
+    files = [sorted(ref["file_name"] for ref in result.references) for result in results]
+    assert files == [["shared.txt", "tides.txt"], ["bells.txt", "shared.txt"], [], ["shared.txt", "tides.txt"]]
+    for agent, result in zip((first, second, bare), results):
+        single = retrieve_passages(agent=agent, question=question)
+        assert sorted(item.passage.id for item in single) == sorted(ref["id"] for ref in result.references)
