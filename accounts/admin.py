@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
+from accounts import keycache
 from accounts.models import ApiKey, User
 
 
@@ -52,5 +53,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        live = queryset.filter(revoked_at__isnull=True)
+        prefixes = list(live.values_list("prefix", flat=True))
+        count = live.update(revoked_at=timezone.now())
+        keycache.forget(*prefixes)
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

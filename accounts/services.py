@@ -13,7 +13,7 @@ from rest_framework_simplejwt.exceptions import TokenBackendExpiredToken, TokenE
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts import keys
+from accounts import keycache, keys
 from accounts.models import ApiKey, User
 from combo.errors import ComboError, ErrorCode
 
@@ -48,6 +48,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         # A conditional update keeps the first revocation time under a race.
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        keycache.forget(api_key.prefix)
         api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 
@@ -73,14 +74,13 @@ def _touch_last_used(api_key: ApiKey) -> None:
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - window)
         ).update(last_used_at=now)
         api_key.last_used_at = now
+        keycache.remember(api_key)
 
 
 def authenticate_api_key(plain: str) -> Principal:
     if not keys.is_well_formed(plain):
         raise ComboError(ErrorCode.CREDENTIAL_INVALID, "The API key is malformed or mistyped.")
-    api_key = (
-        ApiKey.objects.select_related("owner").filter(prefix=keys.visible_prefix(plain)).first()
-    )
+    api_key = keycache.get(keys.visible_prefix(plain))
     principal = _check_api_key(plain, api_key)
     _touch_last_used(api_key)
     return principal

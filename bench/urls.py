@@ -11,7 +11,7 @@ from agents.serializers import AgentSerializer
 
 def bare_agents(request):
     owner = request.GET["owner"]
-    agents = Agent.objects.filter(owner_id=owner).order_by("-created_at", "-id")[:20]
+    agents = Agent.objects.prefetch_related("files").filter(owner_id=owner).order_by("-created_at", "-id")[:20]
     return JsonResponse({"items": AgentSerializer(agents, many=True).data, "next_cursor": None})
 
 

@@ -215,6 +215,8 @@ API_OWN_BODY_LIMIT_PATHS = [r"^/v1/integrations/webhooks/[^/]+/events$"]
 API_PAGE_SIZE_DEFAULT = 20
 API_PAGE_SIZE_MAX = 100
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
+# How long an API key's row is kept in the cache between requests (accounts.keycache); 0: read it every time.
+API_KEY_CACHE_SECONDS = envint("COMBO_API_KEY_CACHE_SECONDS", 60, minimum=0)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Combo API",
