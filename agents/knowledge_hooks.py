@@ -15,7 +15,6 @@ from agents.knowledge.search import search
 from agents.llm.base import Passage
 
 
-
 def _significant(score: float, digits: int = 6) -> float:
     # Significant digits, not decimal places: FTS5's bm25 can be as small as
     # 1e-6 per term (its idf floor for words in most chunks of a small corpus).
