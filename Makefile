@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 PORT ?= 9380
 export PORT
 
-.PHONY: run test install install-dev migrate bench serve-prod clean
+.PHONY: run test install install-dev migrate bench bench-prod serve-prod clean
 
 $(VENV)/.installed-runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test: install-dev
 
 bench: install-dev
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+bench-prod: install-dev
+	$(PY) bench/run.py --backend postgres --processes 2 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -18,6 +18,13 @@ adds, the p99 gap between two events of a stream, events and tokens per
 second, and the server's peak RSS (VmHWM). Every stream is checked: HTTP 200,
 text/event-stream, ends with `event: done` (`[DONE]` upstream), no error
 event, and the concatenated answer equals the expected text.
+
+`--backend postgres --processes P` measures the production deployment
+instead: `manage.py serve --workers P` (P daphne processes sharing one socket)
+on PostgreSQL + Redis, a fresh database and a flushed Redis database for every
+round. Server CPU and peak RSS are then summed over serve's whole process
+tree, and a thread samples the round's PostgreSQL connections
+(pg_stat_activity) every 100 ms.
 """
 
 from __future__ import annotations
@@ -34,10 +41,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -49,6 +59,9 @@ from tests.fakes.openai_server import answer_tokens  # noqa: E402  (stdlib only)
 PY = sys.executable
 UPSTREAM_KEY = "sk-bench-upstream"
 APPS = {"combo": "combo.asgi:application", "floor": "bench.floor:application"}
+# The production backend, as bench/api_throughput.py uses it.
+POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 # Targets from issue 3, for one server process on a 2-core machine.
 TARGETS = {
@@ -106,6 +119,92 @@ def machine_busy_seconds() -> float:
         fields = [int(x) for x in stat.readline().split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (from the ppid field of every /proc/<pid>/stat)."""
+    children = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children[ppid].append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, ()))
+    return tree
+
+
+def cpu_by_pid(pids) -> dict[int, float]:
+    """CPU seconds of each process still alive."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU used between two cpu_by_pid() readings (a process born in between counts from 0)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def pids_matching(predicate) -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and predicate(cmdline(int(e)))]
+
+
+def listener_inodes(port: int) -> set[str]:
+    """Socket inodes listening on `port` (from /proc/net/tcp, tcp6)."""
+    inodes = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as table:
+                rows = table.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def accepts_on(pid: int, inodes: set[str]) -> bool:
+    """Whether process `pid` polls one of these listening sockets (its event loop accepts from it)."""
+    sockets, epolls = set(), []
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                sockets.add(fd)
+            elif target == "anon_inode:[eventpoll]":
+                epolls.append(fd)
+        for fd in epolls:
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                if any(line.startswith("tfd:") and line.split()[1] in sockets for line in info):
+                    return True
+    except OSError:
+        pass
+    return False
 
 
 def wait_for_quiet(max_wait: float, threshold: float = 0.3) -> float:
@@ -169,15 +268,25 @@ class Upstream:
 
 
 class Server:
-    """One daphne process serving combo.asgi, as `make run` starts it."""
+    """The server under test.
+
+    `daphne` (and `uvicorn`): one process serving the app on its own port, as
+    `make run` starts it. `serve`: `manage.py serve --workers P --no-worker`,
+    the way production runs it: P daphne processes sharing one listening socket.
+    """
 
     def __init__(self, env: dict[str, str], data_dir: Path, label: str, server: str = "daphne",
-                 app: str = "combo") -> None:
+                 app: str = "combo", processes: int = 1) -> None:
         self.port = free_port()
+        self.server = server
+        self.processes = processes
         self.log_path = data_dir / f"{server}-{app}-{label}.log"
         self._log = open(self.log_path, "wb")
         application = APPS[app]
-        if server == "daphne":
+        if server == "serve":
+            command = [PY, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                       "--workers", str(processes), "--no-worker", "-v", "0"]
+        elif server == "daphne":
             # As `manage.py serve` runs it (access log to stdout included).
             command = daphne_command("127.0.0.1", self.port, application=application)
         else:  # for comparison only; the product is served by daphne
@@ -185,6 +294,7 @@ class Server:
                        "--backlog", "4096", application]
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.pid = self.process.pid
+        self._started = set()
         deadline = time.monotonic() + 60
         while True:
             if self.process.poll() is not None:
@@ -199,19 +309,80 @@ class Server:
                     self.stop()
                     raise RuntimeError(f"{server} did not start in 60 s") from None
                 time.sleep(0.1)
+        if server == "serve":
+            self._wait_for_all_workers(deadline)
+        self.ready_cpu = self.cpu()
+
+    def _wait_for_all_workers(self, deadline: float) -> None:
+        """Until each of the P daphne processes accepts from the shared socket.
+
+        The first one answering /v1/health says nothing about the others; a
+        process still importing would leave its share of a burst to the rest.
+        """
+        inodes = listener_inodes(self.port)
+        ready = []
+        while time.monotonic() < deadline:
+            ready = [pid for pid in self.daphne_pids() if accepts_on(pid, inodes)]
+            if len(ready) >= self.processes:
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log()[-2000:]}")
+            time.sleep(0.1)
+        log(f"only {len(ready)} of {self.processes} server processes accept connections after 60 s; going on")
+
+    def pids(self) -> list[int]:
+        """The server's processes: the one process, or serve and all its descendants."""
+        if self.server != "serve":
+            return [self.pid]
+        tree = process_tree(self.pid)
+        self._started.update(tree)
+        return tree
+
+    def daphne_pids(self) -> list[int]:
+        return [pid for pid in self.pids()[1:] if "combo.server" in cmdline(pid)]
+
+    def cpu(self) -> dict[int, float]:
+        return cpu_by_pid(self.pids())
+
+    def peak_rss_by_process(self) -> list[int]:
+        """VmHWM (KiB) of each of the server's processes."""
+        out = []
+        for pid in self.pids():
+            try:
+                out.append(proc_status(pid)["VmHWM"])
+            except (OSError, KeyError):
+                pass
+        return out
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the process, or the sum of every process's VmHWM in serve's tree."""
+        return sum(self.peak_rss_by_process())
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
+        if self.server == "serve":
+            self.pids()  # remember the children, to check they all stop
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                # serve gives its daphne processes their shutdown grace + 10 s.
+                self.process.wait(timeout=40 if self.server == "serve" else 20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        # With serve, SIGTERM must have stopped every child too.
+        left = [pid for pid in self._started - {self.pid} if "combo.server" in cmdline(pid)
+                or "db_worker" in cmdline(pid)]
+        if left:
+            log(f"server processes {left} outlived serve; killing them")
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -235,6 +406,108 @@ def prepare_data(key_count: int) -> None:
     keys = [accounts.api_key_create(owner=user, name=f"bench {i}").plain_key for i in range(key_count)]
     agent = agents.agent_create(owner=user, name="Bench", llm_provider="openai", llm_model="fake")
     print(json.dumps({"keys": keys, "agent_id": str(agent.id)}))
+
+
+def prepare(env: dict[str, str], key_count: int) -> dict:
+    """Migrate the database `env` points at and create the bench's user, keys and agent."""
+    manage(env, "migrate", "--noinput", "-v", "0")
+    return json.loads(
+        subprocess.run(
+            [PY, str(ROOT / "bench" / "run.py"), "--prepare-data", str(key_count)],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=120,
+        ).stdout
+    )
+
+
+# --- the production backend: PostgreSQL + Redis ---------------------------------
+
+def postgres_unreachable() -> str | None:
+    """Why PostgreSQL or Redis cannot be used (one line), or None."""
+
+    def why(exc: Exception) -> str:
+        return " ".join(str(exc).split()) or type(exc).__name__
+
+    try:
+        import psycopg
+        import redis
+    except ImportError as exc:
+        return f"{exc.name} is not installed"
+    try:
+        with psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3):
+            pass
+    except Exception as exc:  # noqa: BLE001 - any failure is a reason to skip
+        return f"PostgreSQL at {POSTGRES} is not reachable ({why(exc)})"
+    try:
+        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
+    except Exception as exc:  # noqa: BLE001
+        return f"Redis at {REDIS} is not reachable ({why(exc)})"
+    return None
+
+
+class FreshPostgres:
+    """A new PostgreSQL database (dropped afterwards) and a flushed Redis database for one round."""
+
+    def __init__(self) -> None:
+        self.name = f"combo_bench_{uuid.uuid4().hex[:8]}"
+        self.env = {"DATABASE_URL": f"{POSTGRES}/{self.name}", "REDIS_URL": REDIS}
+
+    def __enter__(self) -> Self:
+        import psycopg
+        import redis
+
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.name}"')
+        redis.Redis.from_url(REDIS).flushdb()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class ConnectionSampler(threading.Thread):
+    """Counts the connections to one database (pg_stat_activity) every `interval` s, from its own connection.
+
+    That connection is to the `postgres` database, so it does not count itself.
+    """
+
+    def __init__(self, database: str, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        import psycopg
+
+        self.database = database
+        self.interval = interval
+        self.conn = psycopg.connect(f"{POSTGRES}/postgres", autocommit=True)
+        self.first = self.count()
+        self.peak = self.first
+        self.samples = 1
+        self._stopping = threading.Event()
+
+    def count(self) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,)
+        ).fetchone()[0]
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self.peak = max(self.peak, self.count())
+            self.samples += 1
+
+    def finish(self) -> int:
+        self._stopping.set()
+        self.join()
+        self.peak = max(self.peak, self.count())
+        self.conn.close()
+        return self.peak
+
+
+def backend_cpu(database: str) -> dict[int, float]:
+    """CPU seconds of the PostgreSQL backends serving `database`, and of redis-server (shared: approximate)."""
+    pids = pids_matching(lambda line: (line.startswith("postgres: ") and f" {database} " in line)
+                         or line.startswith("redis-server"))
+    return cpu_by_pid(pids)
 
 
 # --- one round: N streams through the load generator ---------------------------------
@@ -315,6 +588,24 @@ def run_round(mode: str, n: int, port: int, setup: dict, tokens: int, clients: i
     return result
 
 
+def warm_every_process(server: Server, setup: dict, tokens: int, timeout: float, n: int) -> None:
+    """More 4-stream warm-ups until every daphne process has served some (at most 10).
+
+    The kernel hands a connection to whichever process accepts first, so one
+    warm-up may reach only one of them, and the first request a process serves
+    costs ~0.5 s of lazy set-up that would then land in the measured round.
+    A process that served nothing has used next to no CPU since it started.
+    """
+    for attempt in range(11):
+        now = server.cpu()
+        cold = [pid for pid in server.daphne_pids() if now.get(pid, 0.0) - server.ready_cpu.get(pid, 0.0) < 0.05]
+        if not cold:
+            return
+        if attempt < 10:
+            run_round("combo", 4, server.port, setup, tokens, 1, timeout, f"warm{n}-{attempt}")
+    log(f"N={n}: server processes {cold} still served nothing after 10 more warm-ups")
+
+
 def summarize(streams: list[dict], started: float, tokens: int) -> dict:
     good = [s for s in streams if s["error"] is None]
     reasons = collections.Counter(s["error"] for s in streams if s["error"] is not None)
@@ -342,11 +633,26 @@ def summarize(streams: list[dict], started: float, tokens: int) -> dict:
 
 # --- the whole benchmark ------------------------------------------------------------
 
-def bench_one(n: int, args, env: dict, data_dir: Path, setup: dict, upstream: Upstream) -> dict:
+def bench_one(n: int, args, env: dict, data_dir: Path, setup: dict | None, upstream: Upstream) -> dict:
+    if args.backend == "postgres":
+        with FreshPostgres() as database:
+            round_env = {**env, **database.env}
+            started = time.monotonic()
+            setup = prepare(round_env, args.keys)
+            log(f"N={n}: database {database.name} migrated and filled in {time.monotonic() - started:.1f} s")
+            return measure(n, args, round_env, data_dir, setup, upstream, database.name)
+    return measure(n, args, env, data_dir, setup, upstream, None)
+
+
+def measure(n: int, args, env: dict, data_dir: Path, setup: dict, upstream: Upstream,
+            database: str | None) -> dict:
     clients = args.clients or (1 if n < 200 else 2)
     timeout = 30 + args.tokens * args.interval * 4 + n * 0.02
+    production = args.backend == "postgres" or args.processes > 1
     server = Server({**env, "BENCH_FLOOR_TOKENS": str(args.tokens), "BENCH_FLOOR_INTERVAL": str(args.interval)},
-                    data_dir, f"n{n}", args.server, args.app)
+                    data_dir, f"n{n}", "serve" if production else args.server, args.app, args.processes)
+    pg_conns = pg_conns_before = pg_samples = sampler = None
+    backend_used = 0.0
     try:
         # Warm-up: lazy imports, the upstream pool, the first queries. With
         # --warm, a whole unmeasured burst of N first: the measured one then
@@ -355,6 +661,8 @@ def bench_one(n: int, args, env: dict, data_dir: Path, setup: dict, upstream: Up
                          clients if args.warm else 1, timeout, f"warm{n}")
         if warm["errors"]:
             raise RuntimeError(f"warm-up failed: {warm['error_samples']}")
+        if production:
+            warm_every_process(server, setup, args.tokens, timeout, n)
         direct = None
         if not args.skip_direct:
             run_round("direct", 4, upstream.port, setup, args.tokens, 1, timeout, f"warmd{n}")
@@ -364,16 +672,32 @@ def bench_one(n: int, args, env: dict, data_dir: Path, setup: dict, upstream: Up
             time.sleep(0.5)
         if args.quiet_wait:
             wait_for_quiet(args.quiet_wait)
-        cpu_before = cpu_seconds(server.pid)
+        sampler = ConnectionSampler(database) if database else None
+        if sampler:
+            sampler.start()
+            backend_before = backend_cpu(database)
+        cpu_before = server.cpu()
         upstream_before = cpu_seconds(upstream.process.pid)
         busy_before, wall_before = machine_busy_seconds(), time.monotonic()
         combo = run_round("combo", n, server.port, setup, args.tokens, clients, timeout, f"c{n}")
         busy, wall = machine_busy_seconds() - busy_before, time.monotonic() - wall_before
-        cpu = cpu_seconds(server.pid) - cpu_before
+        cpu_after = server.cpu()
+        cpu = cpu_delta(cpu_before, cpu_after)
         upstream_cpu = cpu_seconds(upstream.process.pid) - upstream_before
-        memory = proc_status(server.pid)
+        if sampler:
+            backend_used = cpu_delta(backend_before, backend_cpu(database))
+            pg_conns, pg_conns_before, pg_samples = sampler.finish(), sampler.first, sampler.samples
+            sampler = None
+        peak_rss_kib = server.peak_rss_kib()
+        process_rss = [round(kib / 1024, 1) for kib in server.peak_rss_by_process()] if production else None
+        process_cpu = [round(cpu_after[pid] - cpu_before.get(pid, 0.0), 2) for pid in server.daphne_pids()
+                       if pid in cpu_after] if production else None
     finally:
-        server.stop()
+        try:
+            if sampler:
+                sampler.finish()
+        finally:
+            server.stop()
     text = server.log()
     problems = [line for line in text.splitlines() if "Traceback" in line or " ERROR " in line]
     result = {
@@ -383,12 +707,18 @@ def bench_one(n: int, args, env: dict, data_dir: Path, setup: dict, upstream: Up
         "direct": direct,
         "server_cpu_s": cpu,
         "server_cpu_pct": 100 * cpu / combo["duration_s"] if combo["duration_s"] else None,
+        "server_process_cpu_s": process_cpu,
         "upstream_cpu_s": upstream_cpu,
         "client_cpu_s": combo["client_cpu_s"],
+        "backend_cpu_s": backend_used,
         # Whatever else ran on the machine during the round (other users,
         # test suites): the benchmark cannot control it, so it reports it.
-        "other_cpu_cores": max(0.0, busy - cpu - upstream_cpu - combo["client_cpu_s"]) / wall,
-        "peak_rss_mib": memory["VmHWM"] / 1024,
+        "other_cpu_cores": max(0.0, busy - cpu - upstream_cpu - combo["client_cpu_s"] - backend_used) / wall,
+        "peak_rss_mib": peak_rss_kib / 1024,
+        "server_process_rss_mib": process_rss,  # serve, then each child
+        "pg_conns_peak": pg_conns,
+        "pg_conns_before": pg_conns_before,
+        "pg_conns_samples": pg_samples,
         "database_locked": text.count("database is locked"),
         "server_log_problems": len(problems),
         "server_log_sample": problems[:3],
@@ -409,8 +739,8 @@ def fmt(value, digits: int = 1) -> str:
 def table(results: list[dict]) -> str:
     lines = [
         "| N | errors | TTFE p50 ms: Combo / direct / added | TTFE p99 ms: Combo / direct / added "
-        "| p99 gap ms: Combo / direct | events/s | tokens/s | server CPU | peak RSS MiB |",
-        "|---:|---:|---|---|---|---:|---:|---:|---:|",
+        "| p99 gap ms: Combo / direct | events/s | tokens/s | server CPU | peak RSS MiB | peak PG conns |",
+        "|---:|---:|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         c, d = r["combo"], r["direct"] or {}
@@ -420,7 +750,7 @@ def table(results: list[dict]) -> str:
             f"| {fmt(c['ttfe_p99_ms'])} / {fmt(d.get('ttfe_p99_ms'))} / **{fmt(r.get('added_p99_ms'))}** "
             f"| {fmt(c['gap_p99_ms'])} / {fmt(d.get('gap_p99_ms'))} "
             f"| {fmt(c['events_per_s'], 0)} | {fmt(c['tokens_per_s'], 0)} "
-            f"| {fmt(r['server_cpu_pct'], 0)}% | {fmt(r['peak_rss_mib'])} |"
+            f"| {fmt(r['server_cpu_pct'], 0)}% | {fmt(r['peak_rss_mib'])} | {fmt(r.get('pg_conns_peak'), 0)} |"
         )
     return "\n".join(lines)
 
@@ -472,6 +802,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each N this many times (fresh server each) and keep the run with the "
                              "least CPU used by other processes")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite",
+                        help="sqlite: the embedded defaults (SQLite, in-memory layers); postgres: the production "
+                             "backend, PostgreSQL + Redis (BENCH_POSTGRES_URL, BENCH_REDIS_URL), a fresh database "
+                             "for every round")
+    parser.add_argument("--processes", type=int, default=1, metavar="P",
+                        help="server processes; above 1 (or with --backend postgres) the server is started as "
+                             "production runs it, `manage.py serve --workers P --no-worker`")
     parser.add_argument("--prepare-data", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -484,6 +821,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n takes levels between 1 and 5000")
     if args.tokens < 1 or args.tokens > 10000 or not 0 <= args.interval <= 10:
         parser.error("--tokens must be 1..10000 and --interval 0..10")
+    if not 1 <= args.processes <= 64:
+        parser.error("--processes takes 1..64")
+    production = args.backend == "postgres" or args.processes > 1
+    if production and (args.server != "daphne" or args.app != "combo"):
+        parser.error("--server uvicorn and --app floor run one process on SQLite only")
+    if args.backend == "postgres":
+        reason = postgres_unreachable()
+        if reason:
+            print(f"--backend postgres: {reason}; nothing measured.")
+            return 0
 
     data_dir = Path(tempfile.mkdtemp(prefix="combo-bench-"))
     upstream = Upstream(args.tokens, args.interval)
@@ -500,13 +847,8 @@ def main(argv: list[str] | None = None) -> int:
             "PYTHONUNBUFFERED": "1",
         }
         log(f"data folder {data_dir}; upstream on port {upstream.port}")
-        manage(env, "migrate", "--noinput", "-v", "0")
-        setup = json.loads(
-            subprocess.run(
-                [PY, str(ROOT / "bench" / "run.py"), "--prepare-data", str(args.keys)],
-                cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=120,
-            ).stdout
-        )
+        # SQLite: one database for the whole run; PostgreSQL: a fresh one per round (bench_one).
+        setup = prepare(env, args.keys) if args.backend == "sqlite" else None
         for n in levels:
             log(f"N={n} ...")
             runs = [bench_one(n, args, env, data_dir, setup, upstream) for _ in range(max(1, args.repeat))]
@@ -517,18 +859,29 @@ def main(argv: list[str] | None = None) -> int:
             log(f"N={n}: errors {c['errors']}, TTFE p50 {fmt(c['ttfe_p50_ms'])} ms "
                 f"(added {fmt(result.get('added_p50_ms'))}), p99 {fmt(c['ttfe_p99_ms'])} ms "
                 f"(added {fmt(result.get('added_p99_ms'))}), gap p99 {fmt(c['gap_p99_ms'])} ms, "
-                f"RSS {fmt(result['peak_rss_mib'])} MiB")
+                f"RSS {fmt(result['peak_rss_mib'])} MiB"
+                + (f", PostgreSQL connections {result['pg_conns_before']} before, peak {result['pg_conns_peak']}"
+                   if result["pg_conns_peak"] is not None else ""))
     finally:
         upstream.stop()
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
 
     info = machine()
+    backend = "PostgreSQL + Redis" if args.backend == "postgres" else "SQLite (in-memory layers)"
+    processes = f"{args.processes} server process{'es' if args.processes > 1 else ''}"
+    if production:
+        server = (f"server `manage.py serve --workers {args.processes}` ({processes}; server CPU and peak RSS "
+                  "summed over serve and all its child processes, peak RSS = the sum of each one's VmHWM)")
+    else:
+        server = f"server {args.server} ({processes})"
     print(f"\nCombo streaming benchmark, {info['date']}: {info['cpus']} CPUs ({info['cpu_model']}), "
-          f"Python {info['python']}, server {args.server}, app {args.app}{', warm' if args.warm else ''}; {args.tokens} tokens {args.interval * 1000:g} ms "
-          f"apart; TTFE = time to the first event carrying answer text.\n")
+          f"Python {info['python']}, backend {backend}, {server}, app {args.app}{', warm' if args.warm else ''}; "
+          f"{args.tokens} tokens {args.interval * 1000:g} ms apart; TTFE = time to the first event carrying "
+          "answer text.\n")
     print(table(results))
-    lines = verdicts(results)
+    # The targets of issue 3 are for one process on the embedded backend.
+    lines = verdicts(results) if args.processes == 1 and args.backend == "sqlite" else []
     if lines:
         print("\nTargets (issue 3):")
         print("\n".join(lines))
@@ -542,10 +895,27 @@ def main(argv: list[str] | None = None) -> int:
         if r["database_locked"] or r["server_log_problems"]:
             print(f"\nN={r['n']}: server log: {r['database_locked']} 'database is locked', "
                   f"{r['server_log_problems']} error lines, e.g. {r['server_log_sample']}")
+
+    def cpu_line(r: dict) -> str:
+        server = f"server {r['server_cpu_s']:.2f}"
+        if r["server_process_cpu_s"] is not None:
+            server += f" (daphne processes {' + '.join(f'{c:.2f}' for c in r['server_process_cpu_s'])})"
+        backend = (f", PostgreSQL (this database's backends) + Redis {r['backend_cpu_s']:.2f}"
+                   if args.backend == "postgres" else "")
+        return (f"N={r['n']}: {server}, upstream {r['upstream_cpu_s']:.2f}, clients {r['client_cpu_s']:.2f}"
+                f"{backend}, other processes {r['other_cpu_cores']:.2f} cores")
+
     print("\nCPU during each Combo round (seconds; one core = 1 s per second): "
-          + "; ".join(f"N={r['n']}: server {r['server_cpu_s']:.2f}, upstream {r['upstream_cpu_s']:.2f}, "
-                      f"clients {r['client_cpu_s']:.2f}, other processes {r['other_cpu_cores']:.2f} cores"
-                      for r in results))
+          + "; ".join(cpu_line(r) for r in results))
+    if production:
+        print("\nPeak RSS of each server process (MiB; serve first, then its children): "
+              + "; ".join(f"N={r['n']}: {' + '.join(f'{m:.1f}' for m in r['server_process_rss_mib'])}"
+                          for r in results))
+    if args.backend == "postgres":
+        pool = os.environ.get("DB_POOL_MAX", "20")
+        print("\nPostgreSQL connections to the round's database (pg_stat_activity, sampled every 100 ms "
+              f"during the Combo round; psycopg pool of at most {pool} per process): "
+              + "; ".join(f"N={r['n']}: {r['pg_conns_before']} before, peak {r['pg_conns_peak']}" for r in results))
     if args.keep:
         print(f"\nData folder and logs kept in {data_dir}")
     if args.json:
