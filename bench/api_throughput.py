@@ -68,7 +68,14 @@ def wrk(url: str, seconds: int, connections: int, headers: dict[str, str]) -> di
     }
 
 
-def run_config(label: str, env_extra: dict, processes: int, seconds: int, connections: int) -> dict:
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median requests/s, its non-2xx count summed over all runs."""
+    ordered = sorted(runs, key=lambda run: run["rps"])
+    return {**ordered[len(ordered) // 2], "bad": sum(run["bad"] for run in runs)}
+
+
+def run_config(label: str, env_extra: dict, processes: int, seconds: int, connections: int,
+               rounds: int = 3) -> dict:
     data_dir = tempfile.mkdtemp(prefix="combo-bench-")
     env = {
         **os.environ,
@@ -103,8 +110,14 @@ def run_config(label: str, env_extra: dict, processes: int, seconds: int, connec
         api_url, bare_url = f"{base}/v1/combo/agents", f"{base}/bench/bare-agents?owner={owner}"
         assert httpx.get(api_url, headers=auth).json()["data"]["items"] == httpx.get(bare_url).json()["items"]
         wrk(api_url, 2, connections, auth)  # warm-up
-        api = wrk(api_url, seconds, connections, auth)
-        bare = wrk(bare_url, seconds, connections, {})
+        wrk(bare_url, 2, connections, {})
+        # Alternating rounds, the median of each side: a shared machine's slow
+        # spell then lands on both sides instead of on whichever ran second.
+        apis, bares = [], []
+        for _ in range(rounds):
+            apis.append(wrk(api_url, seconds, connections, auth))
+            bares.append(wrk(bare_url, seconds, connections, {}))
+        api, bare = median_run(apis), median_run(bares)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -130,11 +143,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--processes", default="1,2,4")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating API/bare runs per configuration; the median of each side is shown")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk")
         return 1
-    rows = [run_config("SQLite, local cache", {}, 1, args.seconds, args.connections)]
+    rows = [run_config("SQLite, local cache", {}, 1, args.seconds, args.connections, args.rounds)]
     if reachable():
         import psycopg
         import redis
@@ -146,14 +161,15 @@ def main() -> int:
             redis.Redis.from_url(REDIS).flushdb()
             try:
                 rows.append(run_config("PostgreSQL + Redis", {"DATABASE_URL": f"{POSTGRES}/{name}", "REDIS_URL": REDIS},
-                                       processes, args.seconds, args.connections))
+                                       processes, args.seconds, args.connections, args.rounds))
             finally:
                 with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
         print("PostgreSQL or Redis not reachable: only the embedded row is measured.")
     print(f"\nGET /v1/combo/agents (API key, rate limit, envelope) vs a bare view, "
-          f"wrk -c{args.connections}, {args.seconds}s each, {os.cpu_count()} cores\n")
+          f"wrk -c{args.connections}, {args.seconds}s each, median of {args.rounds} alternating runs per side, "
+          f"{os.cpu_count()} cores\n")
     print("| backend | processes | API req/s | API p50 / p99 ms | bare req/s | bare p50 / p99 ms | API / bare | non-2xx |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
