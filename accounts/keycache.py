@@ -15,10 +15,12 @@ expiry, owner active) still runs on every request; only the read is saved.
 The owner's password hash is never cached: the owner comes back without it
 (a deferred field, read from the database if anything asks for it).
 
-With the in-process cache (the embedded default), several server processes
-each keep their own copy: a change made through one process reaches the
-others within API_KEY_CACHE_SECONDS. With one process, or with Redis, it is
-immediate. A cache that fails is skipped (the database answers).
+It is on by default only with Redis (REDIS_URL), which every process shares,
+so a change made through one process is seen by all at once. The in-process
+cache of the embedded default is one per process: there the setting defaults
+to 0 (off), since `serve --workers N` would otherwise let a revoked key work in
+the other processes until its entry expired. A cache that fails is skipped
+(the database answers).
 """
 
 from __future__ import annotations

@@ -216,7 +216,9 @@ API_PAGE_SIZE_DEFAULT = 20
 API_PAGE_SIZE_MAX = 100
 API_KEY_LAST_USED_RESOLUTION = timedelta(minutes=1)
 # How long an API key's row is kept in the cache between requests (accounts.keycache); 0: read it every time.
-API_KEY_CACHE_SECONDS = envint("COMBO_API_KEY_CACHE_SECONDS", 60, minimum=0)
+# On by default only with Redis, the cache every process shares: a revocation then reaches every
+# process at once. The in-process cache is one per process, so it stays off there.
+API_KEY_CACHE_SECONDS = envint("COMBO_API_KEY_CACHE_SECONDS", 60 if REDIS_URL else 0, minimum=0)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Combo API",

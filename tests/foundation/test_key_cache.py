@@ -21,6 +21,14 @@ from tests.foundation.helpers import assert_error
 
 EITHER = "/v1/test/deprecated-ping"  # any valid credential
 
+# On in every pass (the setting's default is on only with Redis): one process, one cache.
+pytestmark = pytest.mark.usefixtures("_key_cache_on")
+
+
+@pytest.fixture
+def _key_cache_on(settings):
+    settings.API_KEY_CACHE_SECONDS = 60
+
 
 def key_queries(queries) -> list[str]:
     return [q["sql"] for q in queries if 'FROM "accounts_apikey"' in q["sql"] and "SELECT" in q["sql"]]
