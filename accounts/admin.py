@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils import timezone
 
-from accounts import keycache
+from accounts import services
 from accounts.models import ApiKey, User
 
 
@@ -53,8 +53,5 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request, queryset):
-        live = queryset.filter(revoked_at__isnull=True)
-        prefixes = list(live.values_list("prefix", flat=True))
-        count = live.update(revoked_at=timezone.now())
-        keycache.forget(*prefixes)
+        count = services.api_keys_revoke(queryset)
         self.message_user(request, f"Revoked {count} key(s).", messages.SUCCESS)

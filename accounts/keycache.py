@@ -6,8 +6,9 @@ rate limiting and the envelope add to a read (bench/api_throughput.py). The
 row is now kept in the cache (Redis with REDIS_URL, so every process shares
 it) for API_KEY_CACHE_SECONDS, and forgotten whenever it can have changed:
 
-- an ApiKey saved or deleted, revoked (`api_key_revoke`, the admin action),
-- its owner saved or deleted (deactivation included),
+- an ApiKey saved, deleted (with its owner too) or revoked
+  (`accounts.services.api_keys_revoke`, which the API, console and admin use),
+- its owner saved (deactivation included),
 
 each at once and again when the transaction commits, so a request running
 meanwhile cannot put the old row back for long. Every check (hash, revoked,
@@ -44,42 +45,55 @@ _SHAPE = hashlib.sha256(repr((_KEY_FIELDS, _OWNER_FIELDS)).encode()).hexdigest()
 
 
 def _seconds() -> int:
-    return int(getattr(settings, "API_KEY_CACHE_SECONDS", 0))
+    return settings.API_KEY_CACHE_SECONDS
 
 
 def _cache_key(prefix: str) -> str:
     return f"combo:apikey:{_SHAPE}:{prefix}"
 
 
-def get(prefix: str) -> ApiKey | None:
-    """The key with this visible prefix and its owner, from the cache or the database (None: no such key)."""
+def get_many(prefixes) -> dict[str, ApiKey]:
+    """{prefix: key with its owner} for the keys that exist, from the cache and one query for the rest."""
+    prefixes = set(prefixes)
+    found: dict[str, ApiKey] = {}
     seconds = _seconds()
-    if seconds > 0:
+    if seconds > 0 and prefixes:
         try:
-            entry = cache.get(_cache_key(prefix))
+            entries = cache.get_many([_cache_key(prefix) for prefix in prefixes])
         except Exception as exc:  # noqa: BLE001 - the database answers instead
             logger.debug("API key cache unavailable: %s", type(exc).__name__)
-            entry = None
-        if entry is not None:
-            return _rebuild(entry)
-    api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
-    if api_key is not None and seconds > 0:
-        remember(api_key)
-    return api_key
+            entries = {}
+        for prefix in prefixes:
+            entry = entries.get(_cache_key(prefix))
+            if entry is not None:
+                found[prefix] = _rebuild(entry)
+    missing = prefixes - found.keys()
+    if missing:
+        read = {key.prefix: key for key in ApiKey.objects.select_related("owner").filter(prefix__in=missing)}
+        found.update(read)
+        remember(*read.values())
+    return found
 
 
-def remember(api_key: ApiKey) -> None:
-    """Store the key (with its owner loaded) as it is now."""
+def get(prefix: str) -> ApiKey | None:
+    """The key with this visible prefix and its owner (None: no such key)."""
+    return get_many([prefix]).get(prefix)
+
+
+def remember(*api_keys: ApiKey) -> None:
+    """Store the keys (with their owners loaded) as they are now."""
     seconds = _seconds()
-    if seconds <= 0:
+    if seconds <= 0 or not api_keys:
         return
-    owner = api_key.owner
-    entry = (
-        tuple(getattr(api_key, name) for name in _KEY_FIELDS),
-        tuple(getattr(owner, name) for name in _OWNER_FIELDS),
-    )
+    entries = {
+        _cache_key(api_key.prefix): (
+            tuple(getattr(api_key, name) for name in _KEY_FIELDS),
+            tuple(getattr(api_key.owner, name) for name in _OWNER_FIELDS),
+        )
+        for api_key in api_keys
+    }
     try:
-        cache.set(_cache_key(api_key.prefix), entry, seconds)
+        cache.set_many(entries, seconds)
     except Exception as exc:  # noqa: BLE001
         logger.debug("API key cache unavailable: %s", type(exc).__name__)
 
@@ -92,8 +106,8 @@ def _rebuild(entry) -> ApiKey:
 
 
 def forget(*prefixes: str) -> None:
-    """Drop these keys now and once more when the current transaction commits."""
-    if not prefixes:
+    """Drop these keys now and once more when the current transaction commits (nothing to do when off)."""
+    if not prefixes or _seconds() <= 0:
         return
     names = [_cache_key(prefix) for prefix in prefixes]
 
@@ -108,22 +122,20 @@ def forget(*prefixes: str) -> None:
     transaction.on_commit(drop)
 
 
-def forget_owner(user_id) -> None:
-    forget(*ApiKey.objects.filter(owner_id=user_id).values_list("prefix", flat=True))
-
-
 def _key_changed(sender, instance: ApiKey, **kwargs) -> None:
     forget(instance.prefix)
 
 
-def _owner_changed(sender, instance: User, **kwargs) -> None:
-    if instance.pk is not None and kwargs.get("created") is not True:
-        forget_owner(instance.pk)
+def _owner_saved(sender, instance: User, created: bool = False, **kwargs) -> None:
+    if not created and _seconds() > 0:
+        forget(*ApiKey.objects.filter(owner_id=instance.pk).values_list("prefix", flat=True))
 
 
 def connect_signals() -> None:
+    """Keys and owners changed through the ORM. Bulk `update()`s send no signal: they call `forget`.
+
+    A deleted owner needs nothing of its own: its keys are deleted with it, each sending post_delete.
+    """
     post_save.connect(_key_changed, sender=ApiKey, dispatch_uid="combo.keycache.key_saved")
     post_delete.connect(_key_changed, sender=ApiKey, dispatch_uid="combo.keycache.key_deleted")
-    post_save.connect(_owner_changed, sender=User, dispatch_uid="combo.keycache.owner_saved")
-    # A deleted owner's keys are deleted with it (each sends post_delete); this covers the order.
-    post_delete.connect(_owner_changed, sender=User, dispatch_uid="combo.keycache.owner_deleted")
+    post_save.connect(_owner_saved, sender=User, dispatch_uid="combo.keycache.owner_saved")

@@ -44,11 +44,24 @@ def api_key_create(*, owner: User, name: str, expires_at: datetime | None = None
     raise ComboError(ErrorCode.CONFLICT, "Could not mint a unique key; try again.")
 
 
+def api_keys_revoke(queryset) -> int:
+    """Revoke the keys of `queryset` not revoked yet; how many were. Every revocation goes through here.
+
+    A conditional update keeps the first revocation time under a race; it sends
+    no signal, so the cached rows (accounts.keycache) are dropped here.
+    """
+    live = queryset.filter(revoked_at__isnull=True)
+    prefixes = list(live.values_list("prefix", flat=True))
+    if not prefixes:
+        return 0
+    count = live.update(revoked_at=timezone.now())
+    keycache.forget(*prefixes)
+    return count
+
+
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
-        # A conditional update keeps the first revocation time under a race.
-        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-        keycache.forget(api_key.prefix)
+        api_keys_revoke(ApiKey.objects.filter(pk=api_key.pk))
         api_key.refresh_from_db(fields=["revoked_at"])
     return api_key
 
@@ -158,8 +171,7 @@ def authenticate_bearers(headers: list[str | None]) -> list[Principal | ComboErr
         except ComboError as exc:
             results[index] = exc
     if wanted:
-        prefixes = {keys.visible_prefix(value) for value in wanted.values()}
-        found = {key.prefix: key for key in ApiKey.objects.select_related("owner").filter(prefix__in=prefixes)}
+        found = keycache.get_many(keys.visible_prefix(value) for value in wanted.values())
         stale: dict = {}
         now = timezone.now()
         window = settings.API_KEY_LAST_USED_RESOLUTION
@@ -179,6 +191,7 @@ def authenticate_bearers(headers: list[str | None]) -> list[Principal | ComboErr
             ).update(last_used_at=now)
             for api_key in stale.values():
                 api_key.last_used_at = now
+            keycache.remember(*stale.values())
     return results
 
 

@@ -13,6 +13,7 @@ from django.conf import settings
 
 from agents.knowledge.search import search
 from agents.llm.base import Passage
+from agents.models import KnowledgeFile
 
 
 def _significant(score: float, digits: int = 6) -> float:
@@ -32,8 +33,6 @@ def ready_files(agent_ids) -> dict:
 
     An agent without ready files is absent.
     """
-    from agents.models import KnowledgeFile
-
     out: dict = {}
     rows = KnowledgeFile.objects.ready().filter(agents__in=list(agent_ids)).values_list("agents", "id", "name")
     for agent_id, file_id, name in rows:
@@ -44,7 +43,7 @@ def ready_files(agent_ids) -> dict:
 def retrieve_passages(*, agent, question: str, k: int | None = None, names: dict | None = None) -> list[Retrieved]:
     """The passages for `question`; `names` is the agent's entry of `ready_files()` when known."""
     if names is None:
-        names = dict(agent.files.ready().values_list("id", "name"))
+        names = ready_files([agent.id]).get(agent.id, {})
     if not names:
         return []
     hits = search(file_ids=names, query=question, k=k or settings.COMBO_RETRIEVAL_TOP_K)

@@ -25,14 +25,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.backends import FreshPostgres, postgres_unreachable  # noqa: E402
 
 
 def free_port() -> int:
@@ -125,19 +126,6 @@ def run_config(label: str, env_extra: dict, processes: int, seconds: int, connec
     return {"label": label, "processes": processes, "api": api, "bare": bare}
 
 
-def reachable() -> bool:
-    try:
-        import psycopg
-        import redis
-
-        with psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3):
-            pass
-        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
-        return True
-    except Exception:
-        return False
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
@@ -150,23 +138,14 @@ def main() -> int:
         print("wrk is missing: apt-get install wrk")
         return 1
     rows = [run_config("SQLite, local cache", {}, 1, args.seconds, args.connections, args.rounds)]
-    if reachable():
-        import psycopg
-        import redis
-
+    reason = postgres_unreachable()
+    if reason is None:
         for processes in [int(p) for p in args.processes.split(",")]:
-            name = f"combo_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            redis.Redis.from_url(REDIS).flushdb()
-            try:
-                rows.append(run_config("PostgreSQL + Redis", {"DATABASE_URL": f"{POSTGRES}/{name}", "REDIS_URL": REDIS},
+            with FreshPostgres() as database:
+                rows.append(run_config("PostgreSQL + Redis", database.env,
                                        processes, args.seconds, args.connections, args.rounds))
-            finally:
-                with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
-        print("PostgreSQL or Redis not reachable: only the embedded row is measured.")
+        print(f"{reason}: only the embedded row is measured.")
     print(f"\nGET /v1/combo/agents (API key, rate limit, envelope) vs a bare view, "
           f"wrk -c{args.connections}, {args.seconds}s each, median of {args.rounds} alternating runs per side, "
           f"{os.cpu_count()} cores\n")

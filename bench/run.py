@@ -45,9 +45,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
-from typing import Self
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -55,13 +53,11 @@ if str(ROOT) not in sys.path:
 
 from combo.server import daphne_command  # noqa: E402  (no Django import)
 from tests.fakes.openai_server import answer_tokens  # noqa: E402  (stdlib only)
+from bench.backends import POSTGRES, FreshPostgres, postgres_unreachable  # noqa: E402
 
 PY = sys.executable
 UPSTREAM_KEY = "sk-bench-upstream"
 APPS = {"combo": "combo.asgi:application", "floor": "bench.floor:application"}
-# The production backend, as bench/api_throughput.py uses it.
-POSTGRES = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 # Targets from issue 3, for one server process on a 2-core machine.
 TARGETS = {
@@ -420,52 +416,6 @@ def prepare(env: dict[str, str], key_count: int) -> dict:
 
 
 # --- the production backend: PostgreSQL + Redis ---------------------------------
-
-def postgres_unreachable() -> str | None:
-    """Why PostgreSQL or Redis cannot be used (one line), or None."""
-
-    def why(exc: Exception) -> str:
-        return " ".join(str(exc).split()) or type(exc).__name__
-
-    try:
-        import psycopg
-        import redis
-    except ImportError as exc:
-        return f"{exc.name} is not installed"
-    try:
-        with psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3):
-            pass
-    except Exception as exc:  # noqa: BLE001 - any failure is a reason to skip
-        return f"PostgreSQL at {POSTGRES} is not reachable ({why(exc)})"
-    try:
-        redis.Redis.from_url(REDIS, socket_connect_timeout=3).ping()
-    except Exception as exc:  # noqa: BLE001
-        return f"Redis at {REDIS} is not reachable ({why(exc)})"
-    return None
-
-
-class FreshPostgres:
-    """A new PostgreSQL database (dropped afterwards) and a flushed Redis database for one round."""
-
-    def __init__(self) -> None:
-        self.name = f"combo_bench_{uuid.uuid4().hex[:8]}"
-        self.env = {"DATABASE_URL": f"{POSTGRES}/{self.name}", "REDIS_URL": REDIS}
-
-    def __enter__(self) -> Self:
-        import psycopg
-        import redis
-
-        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.name}"')
-        redis.Redis.from_url(REDIS).flushdb()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import psycopg
-
-        with psycopg.connect(f"{POSTGRES}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
 
 class ConnectionSampler(threading.Thread):
     """Counts the connections to one database (pg_stat_activity) every `interval` s, from its own connection.

@@ -148,3 +148,17 @@ def test_a_cache_that_is_down_leaves_the_database_to_answer(alice):
     with pytest.raises(ComboError) as raised:
         services.authenticate_api_key(alice.api_key)
     assert raised.value.error is ErrorCode.CREDENTIAL_REVOKED
+
+
+def test_the_stream_paths_batch_reads_keys_through_the_same_cache(alice, bob):
+    headers = [f"Bearer {alice.api_key}", f"Bearer {bob.api_key}"]
+    first = services.authenticate_bearers(headers)
+    assert [p.user.pk for p in first] == [alice.user.pk, bob.user.pk]
+    with CaptureQueriesContext(connection) as queries:
+        again = services.authenticate_bearers(headers)
+    assert [p.user.pk for p in again] == [alice.user.pk, bob.user.pk]
+    assert key_queries(queries.captured_queries) == []
+    services.api_keys_revoke(ApiKey.objects.filter(owner=bob.user))
+    after = services.authenticate_bearers(headers)
+    assert after[0].user.pk == alice.user.pk
+    assert isinstance(after[1], ComboError) and after[1].error is ErrorCode.CREDENTIAL_REVOKED
