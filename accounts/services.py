@@ -78,16 +78,24 @@ class Principal:
         return "api_key" if self.api_key else "jwt"
 
 
-def _touch_last_used(api_key: ApiKey) -> None:
+def _last_used_due(api_key: ApiKey, now) -> bool:
     # Not a write per request: at most one per key per resolution window.
+    return api_key.last_used_at is None or now - api_key.last_used_at >= settings.API_KEY_LAST_USED_RESOLUTION
+
+
+def api_keys_touch(api_keys: list[ApiKey]) -> None:
+    """Set last_used_at on keys whose mark is due, in one statement (a race writes it once)."""
     now = timezone.now()
+    due = {api_key.pk: api_key for api_key in api_keys if _last_used_due(api_key, now)}
+    if not due:
+        return
     window = settings.API_KEY_LAST_USED_RESOLUTION
-    if api_key.last_used_at is None or now - api_key.last_used_at >= window:
-        ApiKey.objects.filter(pk=api_key.pk).filter(
-            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - window)
-        ).update(last_used_at=now)
+    ApiKey.objects.filter(pk__in=list(due)).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - window)
+    ).update(last_used_at=now)
+    for api_key in due.values():
         api_key.last_used_at = now
-        keycache.remember(api_key)
+    keycache.remember(*due.values())
 
 
 def authenticate_api_key(plain: str) -> Principal:
@@ -95,7 +103,7 @@ def authenticate_api_key(plain: str) -> Principal:
         raise ComboError(ErrorCode.CREDENTIAL_INVALID, "The API key is malformed or mistyped.")
     api_key = keycache.get(keys.visible_prefix(plain))
     principal = _check_api_key(plain, api_key)
-    _touch_last_used(api_key)
+    api_keys_touch([api_key])
     return principal
 
 
@@ -149,11 +157,14 @@ def authenticate_bearer(header: str | None) -> Principal | None:
     return authenticate_jwt(value)
 
 
-def authenticate_bearers(headers: list[str | None]) -> list[Principal | ComboError | None]:
+def authenticate_bearers(
+    headers: list[str | None], *, defer_touch: bool = False
+) -> list[Principal | ComboError | None]:
     """`authenticate_bearer` for many requests at once: one query for all their API keys.
 
     Each result is what `authenticate_bearer` returns for that header, or the
-    ComboError it raises.
+    ComboError it raises. With `defer_touch`, nothing is written: the caller
+    passes the principals' keys to `api_keys_touch` with its own writes.
     """
     results: list[Principal | ComboError | None] = [None] * len(headers)
     wanted: dict[int, str] = {}
@@ -172,9 +183,7 @@ def authenticate_bearers(headers: list[str | None]) -> list[Principal | ComboErr
             results[index] = exc
     if wanted:
         found = keycache.get_many(keys.visible_prefix(value) for value in wanted.values())
-        stale: dict = {}
-        now = timezone.now()
-        window = settings.API_KEY_LAST_USED_RESOLUTION
+        checked: list[ApiKey] = []
         for index, value in wanted.items():
             api_key = found.get(keys.visible_prefix(value))
             try:
@@ -182,16 +191,9 @@ def authenticate_bearers(headers: list[str | None]) -> list[Principal | ComboErr
             except ComboError as exc:
                 results[index] = exc
                 continue
-            if api_key.last_used_at is None or now - api_key.last_used_at >= window:
-                stale[api_key.pk] = api_key
-        if stale:
-            # As _touch_last_used, for all the batch's keys in one statement.
-            ApiKey.objects.filter(pk__in=list(stale)).filter(
-                Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - window)
-            ).update(last_used_at=now)
-            for api_key in stale.values():
-                api_key.last_used_at = now
-            keycache.remember(*stale.values())
+            checked.append(api_key)
+        if not defer_touch:
+            api_keys_touch(checked)
     return results
 
 
