@@ -129,16 +129,47 @@ def _as_uuid(value) -> uuid.UUID | None:
         return None
 
 
+@dataclass
+class Record:
+    """The rows a prepared question adds, written by `completion_record_many`.
+
+    The stream path writes them while the answer starts (its first text waits
+    for them); `completion_prepare_many` writes them at once.
+    """
+
+    session_rows: list[dict]
+    message_rows: list[dict]
+    touched_session: uuid.UUID | None = None  # an existing session whose updated_at moves
+    api_key: Any = None  # an API key whose last_used_at is due (accounts.services.api_keys_touch)
+
+
 def completion_prepare_many(specs: list[PrepareSpec]) -> list[Prepared | BaseException]:
     """`completion_prepare` for many questions: one result (or error) per spec, in order.
 
-    One query for the agents and, in one transaction, one for the sessions
-    asked about, one per such session for its history, and one bulk insert
-    each for new sessions and messages. Questions into the same session are
-    prepared in order, each seeing the ones before it in its history, as if
-    they had come one after the other.
+    `completion_check_many`, then `completion_record_many` for the questions that passed.
     """
-    results: list[Prepared | BaseException | None] = [None] * len(specs)
+    checked = completion_check_many(specs)
+    passed = [index for index, result in enumerate(checked) if not isinstance(result, BaseException)]
+    recorded = completion_record_many([checked[index][1] for index in passed])  # type: ignore[index]
+    results: list[Prepared | BaseException] = [result if isinstance(result, BaseException) else result[0] for result in checked]
+    for index, error in zip(passed, recorded):
+        if error is not None:
+            results[index] = error
+    return results
+
+
+def completion_check_many(specs: list[PrepareSpec]) -> list[tuple[Prepared, Record] | BaseException]:
+    """Everything about many questions that only reads: agents, sessions, history, passages.
+
+    One query for the agents, one for their ready files, one for the sessions
+    asked about and one per such session for its history. Nothing is written:
+    each result carries the `Record` of rows to write. Questions into the same
+    session are prepared in order, each seeing the ones before it in its
+    history, as if they had come one after the other; a question prepared
+    later sees these once their records are written, which the stream path
+    does before it checks anything else (agents.streaming).
+    """
+    results: list[tuple[Prepared, Record] | BaseException | None] = [None] * len(specs)
     agent_ids: dict[int, uuid.UUID] = {}
     for index, spec in enumerate(specs):
         agent_id = _as_uuid(spec.agent_id)
@@ -169,24 +200,11 @@ def completion_prepare_many(specs: list[PrepareSpec]) -> list[Prepared | BaseExc
         ready.append((index, agent, provider_name, retrieve_passages(
             agent=agent, question=spec.question, names=files.get(agent.id, {})
         )))
-
-    try:
-        _prepare_group(specs, ready, results)
-    except DatabaseError:
-        if len(ready) == 1:
-            raise
-        # One bad question (a session deleted meanwhile, say) must not fail
-        # the others: each on its own, so only that one fails.
-        for item in ready:
-            try:
-                _prepare_group(specs, [item], results)
-            except DatabaseError as exc:
-                logger.exception("could not prepare a completion")
-                results[item[0]] = exc
+    _plan_group(specs, ready, results)
     return results  # type: ignore[return-value]
 
 
-def _prepare_group(specs: list[PrepareSpec], ready: list, results: list) -> None:
+def _plan_group(specs: list[PrepareSpec], ready: list, results: list) -> None:
     if not ready:
         return
     budget = settings.COMBO_PROMPT_HISTORY_CHARS
@@ -199,91 +217,117 @@ def _prepare_group(specs: list[PrepareSpec], ready: list, results: list) -> None
         tick += 1
         return now + timedelta(microseconds=tick)
 
-    out: list[tuple[int, Prepared]] = []
-    with transaction.atomic():
-        asked = {_as_uuid(specs[index].session_id) for index, *_ in ready if specs[index].session_id is not None}
-        sessions = {session.id: session for session in Session.objects.filter(id__in=asked)} if asked else {}
-        recent: dict[uuid.UUID, list[tuple[str, str]]] = {}
+    asked = {_as_uuid(specs[index].session_id) for index, *_ in ready if specs[index].session_id is not None}
+    sessions = {session.id: session for session in Session.objects.filter(id__in=asked)} if asked else {}
+    recent: dict[uuid.UUID, list[tuple[str, str]]] = {}
+    for index, agent, provider_name, retrieved in ready:
+        spec = specs[index]
         session_rows: list[dict] = []
         message_rows: list[dict] = []
-        touched: set[uuid.UUID] = set()
-        for index, agent, provider_name, retrieved in ready:
-            spec = specs[index]
-            if spec.session_id is None:
-                session_id = next(ids)
-                created_at = stamp()
-                session_rows.append(
-                    row(Session, id=session_id, agent_id=agent.id, owner_id=spec.owner.pk,
-                        title=spec.question[:80], created_at=created_at, updated_at=created_at)
+        touched = None
+        if spec.session_id is None:
+            session_id = next(ids)
+            created_at = stamp()
+            session_rows.append(
+                row(Session, id=session_id, agent_id=agent.id, owner_id=spec.owner.pk,
+                    title=spec.question[:80], created_at=created_at, updated_at=created_at)
+            )
+            recent[session_id] = []
+            if agent.opening_message:
+                # The agent greets first, as in agents.services.session_create.
+                message_rows.append(
+                    row(Message, id=next(ids), session_id=session_id, role=Message.Role.ASSISTANT,
+                        content=agent.opening_message, created_at=stamp())
                 )
-                recent[session_id] = []
-                if agent.opening_message:
-                    # The agent greets first, as in agents.services.session_create.
-                    message_rows.append(
-                        row(Message, id=next(ids), session_id=session_id, role=Message.Role.ASSISTANT,
-                            content=agent.opening_message, created_at=stamp())
-                    )
-                    recent[session_id].append((Message.Role.ASSISTANT, agent.opening_message))
-                created = True
-            else:
-                session = sessions.get(_as_uuid(spec.session_id))
-                if session is None or session.owner_id != spec.owner.pk or session.agent_id != agent.id:
-                    results[index] = ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
-                    continue
-                session_id = session.id
-                if session_id not in recent:
-                    recent[session_id] = _recent(session)
-                touched.add(session_id)
-                created = False
-            history = _fit_history(recent[session_id], budget)
-            passages = [item.passage for item in retrieved]
-            references = [reference_dict(item.passage, item.file_id) for item in retrieved]
-            model = agent.llm_model or llm_config.default_model(provider_name)
-            user_message_id, message_id = next(ids), next(ids)
-            message_rows.append(
-                row(Message, id=user_message_id, session_id=session_id, role=Message.Role.USER,
-                    content=spec.question, created_at=stamp())
-            )
-            message_rows.append(
-                row(Message, id=message_id, session_id=session_id, role=Message.Role.ASSISTANT,
-                    status=Message.Status.IN_PROGRESS, references=references, provider=provider_name,
-                    model=model, created_at=stamp())
-            )
-            # A later question into this session, in this batch, sees this one.
-            recent[session_id].insert(0, (Message.Role.USER, spec.question))
-            messages = []
-            system = _system_prompt(agent, passages)
-            if system:
-                messages.append(ChatMessage(role="system", content=system))
-            messages.extend(history)
-            messages.append(ChatMessage(role="user", content=spec.question))
-            request = ChatRequest(
-                messages=messages,
-                model=model,
-                temperature=agent.temperature,
-                max_tokens=agent.max_tokens,
-                passages=passages,
-            )
-            out.append(
-                (
-                    index,
-                    Prepared(
-                        session_id=session_id,
-                        user_message_id=user_message_id,
-                        message_id=message_id,
-                        provider_name=provider_name,
-                        request=request,
-                        references=references,
-                        created_session=created,
-                    ),
-                )
-            )
-        insert_rows(Session, session_rows)
-        insert_rows(Message, message_rows)
+                recent[session_id].append((Message.Role.ASSISTANT, agent.opening_message))
+            created = True
+        else:
+            session = sessions.get(_as_uuid(spec.session_id))
+            if session is None or session.owner_id != spec.owner.pk or session.agent_id != agent.id:
+                results[index] = ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
+                continue
+            session_id = touched = session.id
+            if session_id not in recent:
+                recent[session_id] = _recent(session)
+            created = False
+        history = _fit_history(recent[session_id], budget)
+        passages = [item.passage for item in retrieved]
+        references = [reference_dict(item.passage, item.file_id) for item in retrieved]
+        model = agent.llm_model or llm_config.default_model(provider_name)
+        user_message_id, message_id = next(ids), next(ids)
+        message_rows.append(
+            row(Message, id=user_message_id, session_id=session_id, role=Message.Role.USER,
+                content=spec.question, created_at=stamp())
+        )
+        message_rows.append(
+            row(Message, id=message_id, session_id=session_id, role=Message.Role.ASSISTANT,
+                status=Message.Status.IN_PROGRESS, references=references, provider=provider_name,
+                model=model, created_at=stamp())
+        )
+        # A later question into this session, in this batch, sees this one.
+        recent[session_id].insert(0, (Message.Role.USER, spec.question))
+        messages = []
+        system = _system_prompt(agent, passages)
+        if system:
+            messages.append(ChatMessage(role="system", content=system))
+        messages.extend(history)
+        messages.append(ChatMessage(role="user", content=spec.question))
+        request = ChatRequest(
+            messages=messages,
+            model=model,
+            temperature=agent.temperature,
+            max_tokens=agent.max_tokens,
+            passages=passages,
+        )
+        prepared = Prepared(
+            session_id=session_id,
+            user_message_id=user_message_id,
+            message_id=message_id,
+            provider_name=provider_name,
+            request=request,
+            references=references,
+            created_session=created,
+        )
+        results[index] = (prepared, Record(session_rows, message_rows, touched))
+
+
+def completion_record_many(records: list[Record]) -> list[BaseException | None]:
+    """Write prepared questions' rows: one transaction, one multi-row INSERT per table.
+
+    If the batch fails (a session deleted meanwhile, say), each record is
+    written on its own, so only the bad one fails.
+    """
+    if not records:
+        return []
+    try:
+        _record_group(records)
+        return [None] * len(records)
+    except DatabaseError:
+        if len(records) == 1:
+            raise
+    results: list[BaseException | None] = []
+    for record in records:
+        try:
+            _record_group([record])
+            results.append(None)
+        except DatabaseError as exc:
+            logger.exception("could not record a question")
+            results.append(exc)
+    return results
+
+
+def _record_group(records: list[Record]) -> None:
+    from accounts.services import api_keys_touch
+
+    with transaction.atomic():
+        insert_rows(Session, [data for record in records for data in record.session_rows])
+        insert_rows(Message, [data for record in records for data in record.message_rows])
+        touched = {record.touched_session for record in records if record.touched_session is not None}
         if touched:
-            Session.objects.filter(pk__in=touched).update(updated_at=now)
-    for index, prepared in out:
-        results[index] = prepared
+            Session.objects.filter(pk__in=touched).update(updated_at=timezone.now())
+        stale = {record.api_key.pk: record.api_key for record in records if record.api_key is not None}
+        if stale:
+            api_keys_touch(list(stale.values()))
 
 
 @dataclass(frozen=True)
@@ -370,6 +414,10 @@ def completion_finish_many(outcomes: list[Outcome]) -> list[BaseException | None
 _finish_batch = Batcher(completion_finish_many)
 
 
+class _Unrecorded(Exception):
+    """The run's question could not be written; its error is on the run."""
+
+
 @dataclass
 class CompletionRun:
     """One answer being generated; a reader follows `parts` and waits with `changed()`."""
@@ -380,6 +428,10 @@ class CompletionRun:
     error: ComboError | None = None
     status: str = Message.Status.IN_PROGRESS
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+    # The stream path starts a run while its question's rows are being written
+    # (agents.streaming): done once they are. No text is shown before that,
+    # and nothing is saved if they could not be written.
+    recorded: asyncio.Future | None = None
     _waiters: list[asyncio.Future] = field(default_factory=list)
 
     @property
@@ -408,14 +460,23 @@ class CompletionRun:
         started = time.monotonic()
         try:
             provider = llm_config.get_provider(self.prepared.provider_name)
-            async for piece in provider.stream(self.prepared.request):
-                if isinstance(piece, Usage):
-                    self.usage = piece
-                elif piece:
-                    self.parts.append(piece)
-                    if self._waiters:
-                        self.wake()
+            pieces = provider.stream(self.prepared.request)
+            try:
+                async for piece in pieces:
+                    if self.recorded is not None:
+                        await self._await_record()
+                    if isinstance(piece, Usage):
+                        self.usage = piece
+                    elif piece:
+                        self.parts.append(piece)
+                        if self._waiters:
+                            self.wake()
+            finally:
+                await pieces.aclose()  # at once, also when the question could not be saved
             self.status = Message.Status.COMPLETE
+        except _Unrecorded:
+            self._close()
+            return
         except LLMError as exc:
             self.error, self.status = exc, Message.Status.FAILED
         except asyncio.CancelledError:
@@ -429,7 +490,31 @@ class CompletionRun:
             self.error, self.status = ComboError(ErrorCode.INTERNAL_ERROR), Message.Status.FAILED
         await self._save(started)
 
+    async def _await_record(self) -> None:
+        """Until the question's rows are written; _Unrecorded (the run failed) if they could not be."""
+        recorded = self.recorded
+        if recorded is None:
+            return
+        if not recorded.done():
+            await asyncio.wait([recorded])
+        self.recorded = None
+        if recorded.cancelled() or recorded.exception() is not None:
+            self.error = ComboError(
+                ErrorCode.INTERNAL_ERROR, "The question could not be saved, so it was not answered; try again."
+            )
+            self.status = Message.Status.FAILED
+            raise _Unrecorded
+
+    def _close(self) -> None:
+        self.finished.set()
+        self.wake()
+
     async def _save(self, started: float) -> None:
+        try:
+            await self._await_record()
+        except _Unrecorded:
+            self._close()
+            return
         try:
             await _finish_batch(
                 Outcome(
@@ -444,8 +529,7 @@ class CompletionRun:
         except Exception:
             logger.exception("could not record the outcome of %s", self.prepared.message_id)
         finally:
-            self.finished.set()
-            self.wake()
+            self._close()
 
     async def wait(self) -> None:
         await self.finished.wait()

@@ -10,9 +10,12 @@ then `event: done` with {"session_id": ...}; a failure after the first byte is
 `event: error` carrying the envelope, then `event: done`. Deltas that are ready
 together go out as one frame, so a busy process falls behind by frames, not tokens.
 
-Before the first byte, a request's whole database step (API key, rate limit,
-validation, session and messages) runs in a batch with the requests that
-arrived alongside it (combo.batching), in one thread hop.
+Before the first byte, a request's checks (API key, rate limit, validation,
+agent, session and history: reads only) run in a batch with the requests that
+arrived alongside it, in one thread hop (combo.batching.CheckThenRecord). The
+answer starts as soon as they are done, while the same hop writes the
+question's rows; its first text waits for them, so an answer is never shown
+for a question that was not saved.
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.services import authenticate_bearers
-from agents.completions import CompletionRun, Prepared, PrepareSpec, completion_prepare_many
+from accounts.models import ApiKey
+from agents.completions import (
+    CompletionRun, Prepared, PrepareSpec, completion_check_many, completion_record_many,
+)
 from agents.serializers import CompletionRequestSerializer
 from combo.api.envelope import error_body, success
 from combo.api.exceptions import _classify
 from combo import ratelimit, shutdown
 from combo.api.middleware import new_request_id
-from combo.batching import Batcher
+from combo.batching import CheckThenRecord
 from combo.errors import ComboError, ErrorCode
 
 logger = logging.getLogger("combo.completions")
@@ -75,20 +81,21 @@ class _Ask:
     client_ip: str = ""
 
 
-def _authorize_and_prepare_many(asks: list[_Ask]) -> list[tuple | BaseException]:
-    """The whole pre-stream step for a batch of requests: auth, limits, validation, database.
+def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
+    """The pre-stream checks for a batch of requests: auth, limits, validation, reads.
 
     Per request, in this order, the first failure is its answer: credentials,
     rate limit, body, then agent and session. Each result is
-    (prepared, stream, limit_headers) or the error for that request alone.
+    ((prepared, stream, limit_headers), record) or the error for that request
+    alone; nothing is written (the records are, by `completion_record_many`).
 
     The completions budget is spent after authentication and before validation,
     as the DRF throttle does for every other operation (docs/rate-limits.md);
     a stream counts once, when it starts.
     """
     results: list[tuple | BaseException | None] = [None] * len(asks)
-    principals = authenticate_bearers([ask.authorization for ask in asks])
-    accepted: list[tuple[int, PrepareSpec, bool, dict[str, str]]] = []
+    principals = authenticate_bearers([ask.authorization for ask in asks], defer_touch=True)
+    accepted: list[tuple[int, PrepareSpec, bool, dict[str, str], ApiKey | None]] = []
     for index, (ask, principal) in enumerate(zip(asks, principals)):
         try:
             if isinstance(principal, ComboError):
@@ -104,21 +111,38 @@ def _authorize_and_prepare_many(asks: list[_Ask]) -> list[tuple | BaseException]
                 owner=principal.user, agent_id=ask.agent_id, question=data["question"],
                 session_id=data.get("session_id"),
             )
-            accepted.append((index, spec, data["stream"], limit_headers))
+            accepted.append((index, spec, data["stream"], limit_headers, principal.api_key))
         except ComboError as exc:
             results[index] = exc
         except Exception as exc:  # noqa: BLE001 - this request fails, not the batch
             logger.exception("completion request failed before streaming")
             results[index] = exc
     if accepted:
-        prepared = completion_prepare_many([spec for _, spec, _, _ in accepted])
-        for (index, _, stream, limit_headers), result in zip(accepted, prepared):
-            results[index] = result if isinstance(result, BaseException) else (result, stream, limit_headers)
+        checked = completion_check_many([spec for _, spec, _, _, _ in accepted])
+        for (index, _, stream, limit_headers, api_key), result in zip(accepted, checked):
+            if isinstance(result, BaseException):
+                results[index] = result
+            else:
+                prepared, record = result
+                record.api_key = api_key
+                results[index] = ((prepared, stream, limit_headers), record)
     return results  # type: ignore[return-value]
 
 
+def _authorize_and_prepare_many(asks: list[_Ask]) -> list[tuple | BaseException]:
+    """`_authorize_and_check_many`, then the records written: (prepared, stream, limit_headers) each."""
+    checked = _authorize_and_check_many(asks)
+    passed = [index for index, result in enumerate(checked) if not isinstance(result, BaseException)]
+    recorded = completion_record_many([checked[index][1] for index in passed])  # type: ignore[index]
+    results = [result if isinstance(result, BaseException) else result[0] for result in checked]
+    for index, error in zip(passed, recorded):
+        if error is not None:
+            results[index] = error
+    return results
+
+
 def _authorize_and_prepare(authorization: str | None, body: bytes, agent_id: str, client_ip: str = ""):
-    """One request's pre-stream step (the batch of one)."""
+    """One request's pre-stream step (the batch of one), its rows written."""
     result = _authorize_and_prepare_many([_Ask(authorization, body, agent_id, client_ip)])[0]
     if isinstance(result, BaseException):
         raise result
@@ -174,12 +198,14 @@ def _plainly_valid(payload: dict) -> dict | None:
     return {"question": question, "stream": stream, "session_id": session_id}
 
 
-def _orphan(result: tuple) -> None:
-    """A request whose client left while it was being prepared: generate and save it anyway."""
-    CompletionRun(result[0]).start()
+def _orphan(result: tuple, recorded: asyncio.Future) -> None:
+    """A request whose client left while it was being checked: generate and save it anyway."""
+    CompletionRun(result[0], recorded=recorded).start()
 
 
-_prepare_batch = Batcher(_authorize_and_prepare_many, orphan=_orphan)
+# Checks in batches; each batch's rows are written at the start of the next
+# hop, while the answers start (a run shows no text before its question is saved).
+_prepare = CheckThenRecord(_authorize_and_check_many, completion_record_many, orphan=_orphan)
 
 
 def _validation_error(errors):
@@ -189,8 +215,15 @@ def _validation_error(errors):
 
 
 async def handle_completion(
-    *, method: str, headers: Mapping[str, str], body: bytes, agent_id: str, request_id: str, client_ip: str
+    *, method: str, headers: Mapping[str, str], body: bytes, agent_id: str, request_id: str, client_ip: str,
+    same_loop: bool = True,
 ) -> Reply:
+    """The reply to one completion request.
+
+    `same_loop`: the reply's stream is sent from this event loop, so the
+    answer can start while the question's rows are written. Otherwise (a
+    sync server drains the stream in a loop of its own) they are written first.
+    """
     if method != "POST":
         return _error_reply(ComboError(ErrorCode.METHOD_NOT_ALLOWED), request_id, {"Allow": "POST"})
     if shutdown.draining:
@@ -205,7 +238,7 @@ async def handle_completion(
             ComboError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json."), request_id
         )
     try:
-        prepared, stream, limit_headers = await _prepare_batch(
+        (prepared, stream, limit_headers), recorded = await _prepare(
             _Ask(headers.get("authorization"), body, agent_id, client_ip)
         )
     except ComboError as exc:
@@ -214,7 +247,12 @@ async def handle_completion(
         logger.exception("completion request failed before streaming")
         return _error_reply(ComboError(ErrorCode.INTERNAL_ERROR), request_id)
 
-    run = CompletionRun(prepared)
+    if not same_loop:
+        await asyncio.wait([recorded])
+        if recorded.cancelled() or recorded.exception() is not None:
+            return _error_reply(ComboError(ErrorCode.INTERNAL_ERROR), request_id)
+        recorded = None
+    run = CompletionRun(prepared, recorded=recorded)
     if not stream:
         run.start()
         await run.wait()
@@ -232,15 +270,17 @@ async def handle_completion(
         "X-Accel-Buffering": "no",
         **limit_headers,
     }
+    if same_loop:
+        run.start()  # the upstream request goes out before the response's head
+        return Reply(status=200, headers=sse_headers, stream=sse_frames(run, prepared, request_id))
     return Reply(status=200, headers=sse_headers, stream=_started(run, sse_frames(run, prepared, request_id)))
 
 
 async def _started(run: CompletionRun, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Start the run in the loop that sends its stream, then pass the frames on.
 
-    Under daphne that is the server's loop; under a sync server Django drains
-    the stream in a loop of its own, and a task started in the view's (by then
-    closed) loop would die with it.
+    For a sync server, which drains the stream in a loop of its own: a task
+    started in the view's (by then closed) loop would die with it.
     """
     run.start()
     try:
@@ -388,7 +428,7 @@ async def completions_view(request, agent_id):
     headers = {k.lower(): v for k, v in request.headers.items()}
     reply = await handle_completion(
         method=request.method, headers=headers, body=request.body, agent_id=str(agent_id), request_id=request_id,
-        client_ip=ratelimit.request_client_ip(request),
+        client_ip=ratelimit.request_client_ip(request), same_loop=False,
     )
     if reply.stream is not None:
         response = StreamingHttpResponse(reply.stream, status=reply.status)

@@ -92,3 +92,119 @@ class Batcher(Generic[Item, Result]):
             self._draining.discard(loop)
             if not pending:
                 self._pending.pop(loop, None)
+
+
+Record = TypeVar("Record")
+
+
+class CheckThenRecord(Generic[Item, Result, Record]):
+    """A batched step in two halves: checks that read, then the writes they lead to.
+
+    `await pipeline(item)` runs `check([... item ...])` in a batch, as a
+    `Batcher` does, and returns `(result, recorded)`: `check` gives each item
+    its result and the record it must write, and `recorded` is a future that
+    completes (None, or the exception) once `record` has written it.
+
+    Both halves run in one hop into the database thread, but the results are
+    handed to their callers as soon as the checks are done: the callers go on
+    (the stream path starts the upstream request) while the same hop writes
+    the records. The next batch starts after that, so a check never runs
+    ahead of the records of earlier checks (a question sees the questions
+    asked before it in its session).
+
+    `orphan(result, recorded)` is called with results whose caller stopped
+    waiting; their records are written all the same.
+    """
+
+    def __init__(
+        self,
+        check: Callable[[list[Item]], Sequence[tuple[Result, Record] | BaseException]],
+        record: Callable[[list[Record]], Sequence[BaseException | None]],
+        *,
+        max_batch: int = 100,
+        orphan: Callable[[Result, asyncio.Future], Any] | None = None,
+    ) -> None:
+        self._check = check
+        self._record = record
+        self._max_batch = max_batch
+        self._orphan = orphan
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Item, asyncio.Future]]] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def __call__(self, item: Item) -> tuple[Result, asyncio.Future]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            # Starts on the next loop turn, so items arriving in this one join.
+            task = loop.create_task(self._drain(loop, pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        pending.append((item, future))
+        return await future
+
+    async def _drain(self, loop: asyncio.AbstractEventLoop, pending: list) -> None:
+        try:
+            while pending:
+                batch = pending[: self._max_batch]
+                del pending[: self._max_batch]
+                try:
+                    await sync_to_async(self._hop, thread_sensitive=True)(loop, batch)
+                except BaseException as exc:  # handed to every waiter not served yet
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        for _, future in pending:
+                            future.cancel()
+                        pending.clear()
+                        raise
+        finally:
+            if self._pending.get(loop) is pending:
+                del self._pending[loop]
+
+    def _hop(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
+        """In the database thread: check, hand the results over, then write the records."""
+        try:
+            results = self._check([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError("a batch returned the wrong number of results")
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter
+            results = [exc] * len(batch)
+        recorded: list[asyncio.Future] = []  # filled in the loop by _deliver, before _settle runs
+        loop.call_soon_threadsafe(self._deliver, loop, batch, results, recorded)
+        records = [result[1] for result in results if not isinstance(result, BaseException)]
+        if not records:
+            return
+        try:
+            outcomes = self._record(records)
+            if len(outcomes) != len(records):
+                raise RuntimeError("a batch returned the wrong number of results")
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter
+            outcomes = [exc] * len(records)
+        loop.call_soon_threadsafe(_settle, recorded, outcomes)
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop, batch: list, results: Sequence, recorded: list) -> None:
+        for (_, future), result in zip(batch, results):
+            if isinstance(result, BaseException):
+                if not future.done():
+                    future.set_exception(result)
+                continue
+            value, _ = result
+            done = loop.create_future()
+            recorded.append(done)
+            if not future.done():
+                future.set_result((value, done))
+            elif self._orphan is not None:  # the caller went away
+                self._orphan(value, done)
+
+
+def _settle(waiters: list[asyncio.Future], outcomes: Sequence[BaseException | None]) -> None:
+    for future, outcome in zip(waiters, outcomes):
+        if future.done():
+            continue
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)

@@ -1,0 +1,156 @@
+"""The stream path's database step in two halves: the answer starts while the question's rows are written."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from accounts import services as accounts
+from accounts.models import ApiKey
+from agents import services as agents
+from agents.completions import (
+    CompletionRun,
+    PrepareSpec,
+    completion_check_many,
+    completion_record_many,
+)
+from agents.models import Message, Session
+from combo.batching import CheckThenRecord
+from combo.errors import ErrorCode
+
+
+async def test_callers_go_on_with_their_results_while_the_records_are_written():
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+    written: list[str] = []
+
+    def check(items):
+        return [ValueError(f"bad {i}") if i < 0 else (i * 10, f"row {i}") for i in items]
+
+    def record(rows):
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
+        written.extend(rows)
+        return [None] * len(rows)
+
+    pipeline = CheckThenRecord(check, record)
+    calls = [asyncio.ensure_future(pipeline(i)) for i in (1, -2, 3)]
+    value, recorded = await asyncio.wait_for(calls[0], 5)  # while `record` is still held
+    assert value == 10 and not recorded.done() and written == []
+    with pytest.raises(ValueError, match="bad -2"):
+        await calls[1]
+    release.set()
+    third, third_recorded = await calls[2]
+    assert third == 30
+    assert await asyncio.wait_for(recorded, 5) is None and await third_recorded is None
+    assert written == ["row 1", "row 3"]
+
+
+async def test_a_record_that_fails_fails_only_its_own_future():
+    def record(rows):
+        return [RuntimeError("constraint") if row == "row 2" else None for row in rows]
+
+    pipeline = CheckThenRecord(lambda items: [(i, f"row {i}") for i in items], record)
+    results = await asyncio.gather(*(pipeline(i) for i in (1, 2, 3)))
+    outcomes = await asyncio.gather(*(recorded for _, recorded in results), return_exceptions=True)
+    assert [None if o is None else str(o) for o in outcomes] == [None, "constraint", None]
+
+
+async def test_a_check_never_runs_ahead_of_the_records_of_earlier_checks():
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+    log: list[str] = []
+
+    def check(items):
+        log.append(f"check {items}")
+        return [(i, i) for i in items]
+
+    def record(rows):
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
+        log.append(f"record {rows}")
+        return [None] * len(rows)
+
+    pipeline = CheckThenRecord(check, record)
+    _, first_recorded = await pipeline(1)
+    second = asyncio.ensure_future(pipeline(2))  # arrives while the first's rows are being written
+    await asyncio.sleep(0.05)
+    assert log == ["check [1]"]
+    release.set()
+    await second
+    await first_recorded
+    assert log[:3] == ["check [1]", "record [1]", "check [2]"]
+
+
+async def test_a_result_whose_caller_left_is_orphaned_and_still_recorded():
+    loop = asyncio.get_running_loop()
+    started, release = asyncio.Event(), asyncio.Event()
+    orphans: list[tuple] = []
+    written: list[int] = []
+
+    def check(items):
+        loop.call_soon_threadsafe(started.set)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
+        return [(i + 1, i) for i in items]
+
+    def record(rows):
+        written.extend(rows)
+        return [None] * len(rows)
+
+    pipeline = CheckThenRecord(check, record, orphan=lambda value, recorded: orphans.append((value, recorded)))
+    waiting = asyncio.ensure_future(pipeline(41))
+    await started.wait()
+    waiting.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    for _ in range(100):
+        if orphans and orphans[0][1].done():
+            break
+        await asyncio.sleep(0.01)
+    assert orphans[0][0] == 42 and orphans[0][1].result() is None and written == [41]
+
+
+async def test_a_check_that_fails_as_a_whole_fails_each_caller_and_records_nothing():
+    written: list = []
+
+    def check(items):
+        raise RuntimeError("database gone")
+
+    pipeline = CheckThenRecord(check, lambda rows: written.extend(rows) or [None] * len(rows))
+    results = await asyncio.gather(pipeline(1), pipeline(2), return_exceptions=True)
+    assert [str(r) for r in results] == ["database gone", "database gone"] and written == []
+
+
+# --- the two halves on the database --------------------------------------------------------------
+
+def test_checking_writes_nothing_and_the_record_writes_the_question_and_the_key_use(alice):
+    agent = agents.agent_create(owner=alice.user, name="A", llm_provider="builtin")
+    ApiKey.objects.update(last_used_at=None)
+    principal = accounts.authenticate_bearers([f"Bearer {alice.api_key}"], defer_touch=True)[0]
+    assert ApiKey.objects.get(pk=principal.api_key.pk).last_used_at is None
+
+    (prepared, record), = completion_check_many([PrepareSpec(alice.user, agent.id, "hello")])
+    assert not Session.objects.filter(id=prepared.session_id).exists()
+    record.api_key = principal.api_key
+    assert completion_record_many([record]) == [None]
+    assert list(Message.objects.filter(session_id=prepared.session_id).order_by("created_at").values_list(
+        "role", "content", "status")) == [("user", "hello", "complete"), ("assistant", "", "in_progress")]
+    assert ApiKey.objects.get(pk=principal.api_key.pk).last_used_at is not None
+
+
+def test_an_answer_whose_question_could_not_be_saved_shows_no_text_and_saves_nothing(alice):
+    agent = agents.agent_create(owner=alice.user, name="A", instructions="Be brief.", llm_provider="builtin")
+    (prepared, _), = completion_check_many([PrepareSpec(alice.user, agent.id, "hello")])
+
+    async def run_with_a_failed_record():
+        recorded = asyncio.get_running_loop().create_future()
+        recorded.set_exception(RuntimeError("disk full"))
+        run = CompletionRun(prepared, recorded=recorded).start()
+        await asyncio.wait_for(run.wait(), 10)
+        return run
+
+    run = async_to_sync(run_with_a_failed_record)()
+    assert run.parts == [] and run.status == Message.Status.FAILED
+    assert run.error.error == ErrorCode.INTERNAL_ERROR and "could not be saved" in run.error.message
+    assert not Message.objects.filter(session_id=prepared.session_id).exists()
