@@ -146,13 +146,17 @@ class Record:
 def completion_prepare_many(specs: list[PrepareSpec]) -> list[Prepared | BaseException]:
     """`completion_prepare` for many questions: one result (or error) per spec, in order.
 
-    `completion_check_many`, then `completion_record_many` for the questions that passed.
+    `completion_check_many`, then the records of the questions that passed written at once.
     """
-    checked = completion_check_many(specs)
+    return record_now(completion_check_many(specs))
+
+
+def record_now(checked: list[tuple[Any, Record] | BaseException]) -> list[Any]:
+    """Checked items' values with their records written now; a record that fails is its item's error."""
     passed = [index for index, result in enumerate(checked) if not isinstance(result, BaseException)]
-    recorded = completion_record_many([checked[index][1] for index in passed])  # type: ignore[index]
-    results: list[Prepared | BaseException] = [result if isinstance(result, BaseException) else result[0] for result in checked]
-    for index, error in zip(passed, recorded):
+    errors = completion_record_many([checked[index][1] for index in passed])  # type: ignore[index]
+    results = [result if isinstance(result, BaseException) else result[0] for result in checked]
+    for index, error in zip(passed, errors):
         if error is not None:
             results[index] = error
     return results

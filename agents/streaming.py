@@ -35,7 +35,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.services import authenticate_bearers
 from accounts.models import ApiKey
 from agents.completions import (
-    CompletionRun, Prepared, PrepareSpec, completion_check_many, completion_record_many,
+    CompletionRun, Prepared, PrepareSpec, completion_check_many, completion_record_many, record_now,
 )
 from agents.serializers import CompletionRequestSerializer
 from combo.api.envelope import error_body, success
@@ -130,15 +130,8 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
 
 
 def _authorize_and_prepare_many(asks: list[_Ask]) -> list[tuple | BaseException]:
-    """`_authorize_and_check_many`, then the records written: (prepared, stream, limit_headers) each."""
-    checked = _authorize_and_check_many(asks)
-    passed = [index for index, result in enumerate(checked) if not isinstance(result, BaseException)]
-    recorded = completion_record_many([checked[index][1] for index in passed])  # type: ignore[index]
-    results = [result if isinstance(result, BaseException) else result[0] for result in checked]
-    for index, error in zip(passed, recorded):
-        if error is not None:
-            results[index] = error
-    return results
+    """`_authorize_and_check_many` with the records written at once: (prepared, stream, limit_headers) each."""
+    return record_now(_authorize_and_check_many(asks))
 
 
 def _authorize_and_prepare(authorization: str | None, body: bytes, agent_id: str, client_ip: str = ""):
