@@ -115,9 +115,13 @@ def _install_direct_writes() -> None:
             buffered_write(self, data[sent:])
 
     def write_sequence(self, iovec):
-        if self.TLS or not all(isinstance(chunk, bytes) for chunk in iovec):
+        if self.TLS:
             return tcp.Connection.writeSequence(self, iovec)
-        write(self, b"".join(iovec))
+        try:
+            data = b"".join(iovec)
+        except TypeError:
+            return tcp.Connection.writeSequence(self, iovec)  # which says what is wrong
+        write(self, data)
 
     tcp.Server.write = write
     tcp.Server.writeSequence = write_sequence
