@@ -152,12 +152,15 @@ class CheckThenRecord(Generic[Item, Result, Record]):
                 try:
                     await sync_to_async(self._hop, thread_sensitive=True)(loop, batch)
                 except BaseException as exc:  # handed to every waiter not served yet
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        for _, future in pending:
+                    cancelled = isinstance(exc, asyncio.CancelledError)
+                    for _, future in batch + (pending if cancelled else []):
+                        if future.done():
+                            continue
+                        if cancelled:
                             future.cancel()
+                        else:
+                            future.set_exception(exc)
+                    if cancelled:
                         pending.clear()
                         raise
         finally:

@@ -122,6 +122,30 @@ async def test_a_check_that_fails_as_a_whole_fails_each_caller_and_records_nothi
     assert [str(r) for r in results] == ["database gone", "database gone"] and written == []
 
 
+async def test_stopping_the_pipeline_cancels_the_callers_it_has_not_served():
+    loop = asyncio.get_running_loop()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    def check(items):
+        loop.call_soon_threadsafe(started.set)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
+        return [(i, i) for i in items]
+
+    pipeline = CheckThenRecord(check, lambda rows: [None] * len(rows))
+    first = asyncio.ensure_future(pipeline(1))
+    await started.wait()
+    second = asyncio.ensure_future(pipeline(2))  # waits for the next batch
+    await asyncio.sleep(0)
+    for task in list(pipeline._tasks):
+        task.cancel()
+    await asyncio.sleep(0)
+    for call in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    release.set()
+    await asyncio.sleep(0.1)  # let the hop already in the thread finish
+
+
 # --- the two halves on the database --------------------------------------------------------------
 
 def test_checking_writes_nothing_and_the_record_writes_the_question_and_the_key_use(alice):
