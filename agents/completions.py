@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -30,7 +30,7 @@ from agents.knowledge_hooks import ready_files, retrieve_passages
 from agents.llm.base import ChatMessage, ChatRequest, LLMError, Passage, Usage
 from agents.models import Agent, Message, Session
 from combo.batching import Batcher
-from combo.db import insert_rows, new_uuids, row
+from combo.db import insert_rows, new_uuids, row, write_batch
 from combo.errors import ComboError, ErrorCode
 
 logger = logging.getLogger("combo.completions")
@@ -301,22 +301,10 @@ def completion_record_many(records: list[Record]) -> list[BaseException | None]:
     If the batch fails (a session deleted meanwhile, say), each record is
     written on its own, so only the bad one fails.
     """
-    if not records:
-        return []
-    try:
-        _record_group(records)
-        return [None] * len(records)
-    except DatabaseError:
-        if len(records) == 1:
-            raise
-    results: list[BaseException | None] = []
-    for record in records:
-        try:
-            _record_group([record])
-            results.append(None)
-        except DatabaseError as exc:
-            logger.exception("could not record a question")
-            results.append(exc)
+    results = write_batch(records, _record_group)
+    for error in results:
+        if error is not None:
+            logger.error("could not record a question", exc_info=error)
     return results
 
 
@@ -397,22 +385,12 @@ def completion_finish_many(outcomes: list[Outcome]) -> list[BaseException | None
             [field.get_db_prep_value(value, connection) for field, value in zip(fields, values)]
             + [pk_field.get_db_prep_value(outcome.message_id, connection), in_progress]
         )
-    try:
+
+    def write(batch: list) -> None:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(sql, rows)
-        return [None] * len(rows)
-    except DatabaseError:
-        if len(rows) == 1:
-            raise
-    results: list[BaseException | None] = []
-    for params in rows:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(sql, params)
-            results.append(None)
-        except DatabaseError as exc:
-            results.append(exc)
-    return results
+            cursor.executemany(sql, batch)
+
+    return write_batch(rows, write)
 
 
 _finish_batch = Batcher(completion_finish_many)

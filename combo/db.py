@@ -14,7 +14,7 @@ import os
 import uuid
 from typing import Any
 
-from django.db import connections, router
+from django.db import DatabaseError, connections, router
 from django.db.models import Model
 
 _DEFAULTS: dict[type[Model], dict[str, Any]] = {}
@@ -69,3 +69,27 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]], /) -> None:
         for start in range(0, len(prepared), per_statement):
             chunk = prepared[start: start + per_statement]
             cursor.execute(head + ", ".join([one] * len(chunk)), [value for values in chunk for value in values])
+
+
+def write_batch(items: list, write) -> list[BaseException | None]:
+    """`write(items)` as one batch; if that fails, `write([item])` for each, so only the bad ones fail.
+
+    One result per item: None, or the DatabaseError of its own write. A batch
+    of one re-raises its error.
+    """
+    if not items:
+        return []
+    try:
+        write(items)
+        return [None] * len(items)
+    except DatabaseError:
+        if len(items) == 1:
+            raise
+    results: list[BaseException | None] = []
+    for item in items:
+        try:
+            write([item])
+            results.append(None)
+        except DatabaseError as exc:
+            results.append(exc)
+    return results

@@ -178,3 +178,23 @@ def test_an_answer_whose_question_could_not_be_saved_shows_no_text_and_saves_not
     assert run.parts == [] and run.status == Message.Status.FAILED
     assert run.error.error == ErrorCode.INTERNAL_ERROR and "could not be saved" in run.error.message
     assert not Message.objects.filter(session_id=prepared.session_id).exists()
+
+
+def test_a_batch_write_that_fails_is_retried_one_item_at_a_time_so_only_the_bad_item_fails():
+    from django.db import DatabaseError
+
+    from combo.db import write_batch
+
+    calls: list[list[str]] = []
+
+    def write(items):
+        calls.append(list(items))
+        if "bad" in items:
+            raise DatabaseError("constraint")
+
+    results = write_batch(["a", "bad", "c"], write)
+    assert [None if r is None else str(r) for r in results] == [None, "constraint", None]
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    with pytest.raises(DatabaseError):
+        write_batch(["bad"], write)
+    assert write_batch([], write) == []
