@@ -196,8 +196,8 @@ def _orphan(result: tuple, recorded: asyncio.Future) -> None:
     CompletionRun(result[0], recorded=recorded).start()
 
 
-# Checks in batches; each batch's rows are written at the start of the next
-# hop, while the answers start (a run shows no text before its question is saved).
+# Checks in batches; the same hop then writes the batch's rows while the
+# answers start (a run shows no text before its question is saved).
 _prepare = CheckThenRecord(_authorize_and_check_many, completion_record_many, orphan=_orphan)
 
 
