@@ -35,7 +35,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.services import authenticate_bearers
 from accounts.models import ApiKey
 from agents.completions import (
-    CompletionRun, Prepared, PrepareSpec, completion_check_many, completion_record_many, record_now,
+    CompletionRun, Prepared, PrepareSpec, completion_check_many, completion_record_many,
 )
 from agents.serializers import CompletionRequestSerializer
 from combo.api.envelope import error_body, success
@@ -127,19 +127,6 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
                 record.api_key = api_key
                 results[index] = ((prepared, stream, limit_headers), record)
     return results  # type: ignore[return-value]
-
-
-def _authorize_and_prepare_many(asks: list[_Ask]) -> list[tuple | BaseException]:
-    """`_authorize_and_check_many` with the records written at once: (prepared, stream, limit_headers) each."""
-    return record_now(_authorize_and_check_many(asks))
-
-
-def _authorize_and_prepare(authorization: str | None, body: bytes, agent_id: str, client_ip: str = ""):
-    """One request's pre-stream step (the batch of one), its rows written."""
-    result = _authorize_and_prepare_many([_Ask(authorization, body, agent_id, client_ip)])[0]
-    if isinstance(result, BaseException):
-        raise result
-    return result
 
 
 def _validated(body: bytes) -> dict:

@@ -11,11 +11,17 @@ from django.utils import timezone
 
 from accounts import services as accounts
 from agents import services as agents
-from agents.completions import Outcome, PrepareSpec, completion_finish_many, completion_prepare_many
+from agents.completions import (
+    Outcome,
+    PrepareSpec,
+    completion_finish_many,
+    completion_prepare_many,
+    record_now,
+)
 from agents.llm.base import ChatMessage, Usage
 from agents.models import Message, Session
 from agents.serializers import CompletionRequestSerializer
-from agents.streaming import _Ask, _authorize_and_prepare, _authorize_and_prepare_many, _plainly_valid
+from agents.streaming import _Ask, _authorize_and_check_many, _plainly_valid
 from combo.batching import Batcher
 from combo.errors import ComboError, ErrorCode
 
@@ -23,6 +29,18 @@ from combo.errors import ComboError, ErrorCode
 @pytest.fixture
 def agent(alice):
     return agents.agent_create(owner=alice.user, name="A", instructions="Be brief.", llm_provider="builtin")
+
+
+def _authorize_and_prepare_many(asks):
+    """The stream path's checks with their records written at once: (prepared, stream, limit_headers) each."""
+    return record_now(_authorize_and_check_many(asks))
+
+
+def _authorize_and_prepare(authorization, body, agent_id):
+    result = _authorize_and_prepare_many([_Ask(authorization, body, agent_id)])[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def body(**fields) -> bytes:
