@@ -19,6 +19,15 @@ daphne's `-b/-p` options do not give:
   a loop turn, the send and an epoll deregistration (profiled: about a
   third of the event loop's time at 50 streams).
 
+- The cyclic garbage collector kept off the stream path (`tune_gc`, run
+  once daphne has loaded the application, before it serves): what was loaded at start
+  (Django, the apps, Twisted: about 127,000 objects) is frozen out of every
+  collection, and the youngest generation is collected after 10,000 new
+  container objects rather than 700. With the defaults, a burst of 500
+  streams ran some 150 young and 13 middle collections and one full one
+  (74 to 126 ms, the event loop stopped) in its first seconds; measured, the
+  median time to the first event at N=500 fell by about a third.
+
 `manage.py serve`, the benchmark and the live tests all start the server
 through `daphne_command()`.
 """
@@ -128,6 +137,36 @@ def _install_direct_writes() -> None:
     tcp.Server._combo_direct_writes = True
 
 
+# (young, middle, old) thresholds of the cyclic collector in a server process.
+GC_THRESHOLDS = (10_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Freeze what is loaded now out of future collections, and collect the young generation less often.
+
+    Reference counting still frees almost every object at once; the cyclic
+    collector only finds garbage in reference cycles, which then lives a
+    little longer (at most 10,000 container allocations) before it is freed.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _tune_gc_before_serving() -> None:
+    from daphne.server import Server
+
+    run = Server.run
+
+    def run_tuned(self):
+        tune_gc()
+        return run(self)
+
+    Server.run = run_tuned
+
+
 def _cache_content_type_parsing() -> None:
     import functools
 
@@ -142,6 +181,7 @@ def main() -> None:
     _install_nodelay()
     _install_direct_writes()
     _cache_content_type_parsing()
+    _tune_gc_before_serving()
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface.entrypoint()

@@ -1,0 +1,41 @@
+"""The server process keeps the cyclic garbage collector off the stream path (combo.server.tune_gc)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from combo.server import GC_THRESHOLDS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# combo.server's own entry point through daphne's command line, up to the
+# moment daphne would start serving: there the garbage collector's state is read.
+SERVE = """
+import gc, json, sys
+from daphne.server import Server
+
+def report(self):
+    print(json.dumps({"frozen": gc.get_freeze_count(), "thresholds": gc.get_threshold(),
+                      "app_loaded": "combo.asgi" in sys.modules}))
+
+Server.run = report
+sys.argv = ["daphne", "-b", "127.0.0.1", "-p", "0", "combo.asgi:application"]
+from combo.server import main
+main()
+"""
+
+
+def test_once_the_application_is_loaded_it_is_frozen_and_young_collections_are_rarer(tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "combo.settings", "COMBO_DATA_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", SERVE], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    state = json.loads(done.stdout.strip().splitlines()[-1])
+    assert state["app_loaded"]
+    assert state["frozen"] > 10_000  # Django, the apps and Twisted
+    assert tuple(state["thresholds"]) == GC_THRESHOLDS
+    assert GC_THRESHOLDS[0] > 700  # rarer than the interpreter's default
