@@ -95,14 +95,23 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
     """
     results: list[tuple | BaseException | None] = [None] * len(asks)
     principals = authenticate_bearers([ask.authorization for ask in asks], defer_touch=True)
+    authorized = []
+    for index, principal in enumerate(principals):
+        if isinstance(principal, ComboError):
+            results[index] = principal
+        elif principal is None:
+            results[index] = ComboError(ErrorCode.UNAUTHENTICATED)
+        else:
+            authorized.append((index, principal))
+    decisions = ratelimit.check_many(
+        ratelimit.COMPLETIONS, [(principal, asks[index].client_ip) for index, principal in authorized]
+    )
     accepted: list[tuple[int, PrepareSpec, bool, dict[str, str], ApiKey | None]] = []
-    for index, (ask, principal) in enumerate(zip(asks, principals)):
+    for (index, principal), decision in zip(authorized, decisions):
+        ask = asks[index]
         try:
-            if isinstance(principal, ComboError):
-                raise principal
-            if principal is None:
-                raise ComboError(ErrorCode.UNAUTHENTICATED)
-            decision = ratelimit.check(ratelimit.COMPLETIONS, principal=principal, client_ip=ask.client_ip)
+            if isinstance(decision, ComboError):
+                raise decision
             if decision is not None and not decision.allowed:
                 raise decision.error()
             limit_headers = ratelimit.headers(decision)
