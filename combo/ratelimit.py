@@ -7,7 +7,9 @@
 - Counting is django-ratelimit's core (`get_usage`) over Django's cache: with
   REDIS_URL every server process shares one budget per key.
 - Django/DRF requests are checked by combo.api.throttling. The completion stream,
-  which runs outside Django's middleware, calls `acheck()` and `headers()` here.
+  which runs outside Django's middleware, checks the requests that arrive
+  together with `check_many()` (one Redis round trip for all) and answers
+  with `headers()`; `acheck()` is `check()` for other async callers.
 
 docs/rate-limits.md is the user-facing description of all this.
 """
