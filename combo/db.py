@@ -5,7 +5,10 @@ hundred messages spent most of its time building model instances (each sends
 pre_init/post_init) and compiling placeholders field by field, while holding
 the GIL the event loop needs. `insert_rows` sends the same INSERT from plain
 dicts, with every value still prepared by its model field, so it works on
-every database Django supports.
+every database Django supports. On PostgreSQL it streams the rows with COPY
+instead: a multi-row INSERT there has every placeholder converted and every
+value quoted by psycopg, in Python, on every call (about half of the CPU of
+writing a batch of questions, profiled).
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]], /) -> None:
     """INSERT `rows` (dicts by attname, every concrete field given) in as few statements as allowed.
 
     No model instances, no signals (`bulk_create` sends none either), no
-    returned ids: the caller chose them.
+    returned ids: the caller chose them. A failure is Django's DatabaseError
+    (IntegrityError, ...) on every database, COPY included.
     """
     if not rows:
         return
@@ -66,6 +70,14 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]], /) -> None:
         for data in rows
     ]
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            columns = ", ".join(quote(f.column) for f in fields)
+            with connection.wrap_database_errors, cursor.cursor.copy(
+                f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
+            ) as copy:
+                for values in prepared:
+                    copy.write_row(values)
+            return
         for start in range(0, len(prepared), per_statement):
             chunk = prepared[start: start + per_statement]
             cursor.execute(head + ", ".join([one] * len(chunk)), [value for values in chunk for value in values])
