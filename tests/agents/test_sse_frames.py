@@ -81,3 +81,13 @@ async def test_a_run_that_ends_with_nothing_new_still_sends_the_references_then_
     await asyncio.wait_for(task, 5)
     assert [parse(f)[0] for f in frames] == ["message", "message", "done"]
     assert parse(frames[1])[1] == {"type": "message", "answer": "", "reference": [{"id": "p1"}]}
+
+
+def test_a_message_frame_is_byte_for_byte_the_generic_frame():
+    references = [{"id": "f:1", "file_name": "a \"b\".md", "content": "line\nnext \u00e9", "score": 0.5,
+                   "position": {"page": 3}}]
+    for answer in ["", " tok", 'q"uote \\ back', "line\nbreak\ttab\r\x01", "\u00e9t\u00e9 \U0001f600 </script>"]:
+        for reference in ([], references):
+            expected = streaming._frame("message", {"answer": answer, "reference": reference})
+            assert streaming._message_frame(answer, reference) == expected
+            assert parse(expected) == ("message", {"type": "message", "answer": answer, "reference": reference})
