@@ -1,4 +1,4 @@
-"""The server process keeps the cyclic garbage collector off the stream path (combo.server.tune_gc)."""
+"""What combo.server sets up in the server process before daphne serves."""
 
 from __future__ import annotations
 
@@ -15,12 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 # combo.server's own entry point through daphne's command line, up to the
 # moment daphne would start serving: there the garbage collector's state is read.
 SERVE = """
-import gc, json, sys
+import gc, json, sys, types
+from daphne import http_protocol
 from daphne.server import Server
 
 def report(self):
     print(json.dumps({"frozen": gc.get_freeze_count(), "thresholds": gc.get_threshold(),
-                      "app_loaded": "combo.asgi" in sys.modules}))
+                      "app_loaded": "combo.asgi" in sys.modules,
+                      "daphne_http_is_module": type(http_protocol.http) is types.ModuleType,
+                      "daphne_http_request": http_protocol.http.Request.__module__}))
 
 Server.run = report
 sys.argv = ["daphne", "-b", "127.0.0.1", "-p", "0", "combo.asgi:application"]
@@ -29,13 +32,23 @@ main()
 """
 
 
-def test_once_the_application_is_loaded_it_is_frozen_and_young_collections_are_rarer(tmp_path):
+def _state_before_serving(tmp_path) -> dict:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "combo.settings", "COMBO_DATA_DIR": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", SERVE], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    state = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_once_the_application_is_loaded_it_is_frozen_and_young_collections_are_rarer(tmp_path):
+    state = _state_before_serving(tmp_path)
     assert state["app_loaded"]
     assert state["frozen"] > 10_000  # Django, the apps and Twisted
     assert tuple(state["thresholds"]) == GC_THRESHOLDS
     assert GC_THRESHOLDS[0] > 700  # rarer than the interpreter's default
+
+
+def test_daphne_writes_through_twisted_web_http_itself_not_its_deprecation_proxy(tmp_path):
+    state = _state_before_serving(tmp_path)
+    assert state["daphne_http_is_module"]
+    assert state["daphne_http_request"] == "twisted.web.http"
