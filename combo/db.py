@@ -58,9 +58,8 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]], /) -> None:
     connection = connections[router.db_for_write(model)]
     fields = model._meta.concrete_fields
     quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) VALUES "
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = max(1, min(500, (connection.features.max_query_params or 10**6) // len(fields)))
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(f.column) for f in fields)
     # A nullable field's None is NULL as it is (and preparing one costs as much as a value).
     prepared = [
         [
@@ -71,16 +70,18 @@ def insert_rows(model: type[Model], rows: list[dict[str, Any]], /) -> None:
     ]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            columns = ", ".join(quote(f.column) for f in fields)
-            with connection.wrap_database_errors, cursor.cursor.copy(
-                f"COPY {quote(model._meta.db_table)} ({columns}) FROM STDIN"
-            ) as copy:
+            with connection.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for values in prepared:
                     copy.write_row(values)
             return
+        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        per_statement = max(1, min(500, (connection.features.max_query_params or 10**6) // len(fields)))
         for start in range(0, len(prepared), per_statement):
             chunk = prepared[start: start + per_statement]
-            cursor.execute(head + ", ".join([one] * len(chunk)), [value for values in chunk for value in values])
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([one] * len(chunk)),
+                [value for values in chunk for value in values],
+            )
 
 
 def write_batch(items: list, write) -> list[BaseException | None]:

@@ -29,9 +29,15 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django_ratelimit import ALL
-# Its key and window functions, so a batch spends the very counters get_usage does
-# (the pinned version's; tests/ratelimit holds check_many to check).
-from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
+
+# Its key and window functions too, so a batch spends the very counters
+# get_usage does (the pinned version's; tests/ratelimit holds check_many to check).
+from django_ratelimit.core import (
+    EXPIRATION_FUDGE,
+    _get_window,
+    _make_cache_key,
+    get_usage,
+)
 
 from combo.errors import ComboError, ErrorCode
 
@@ -350,12 +356,12 @@ def check_many(family: str, callers: list[tuple[Principal | None, str]]) -> list
     """
     if not callers:
         return []
-    redis_client = _redis_client()
-    if redis_client is None or not getattr(settings, "RATELIMIT_ENABLE", True):
+    found = _redis_client()
+    if found is None or not getattr(settings, "RATELIMIT_ENABLE", True):
         return [_outcome(family, principal, client_ip) for principal, client_ip in callers]
+    redis_client, cache = found
     per_caller = [budgets_for(family, principal=principal, client_ip=client_ip) for principal, client_ip in callers]
     group = f"combo.{family}"
-    cache = redis_client[1]
     keys: list[tuple[Budget, int, str]] = []  # (budget, window end, key)
     for budgets in per_caller:
         for budget in budgets:
@@ -364,7 +370,7 @@ def check_many(family: str, callers: list[tuple[Principal | None, str]]) -> list
             key = cache.client.make_key(_make_cache_key(group, window, rate, budget.subject, ALL))
             keys.append((budget, window, key))
     try:
-        pipe = redis_client[0].pipeline(transaction=False)
+        pipe = redis_client.pipeline(transaction=False)
         for _, _, key in keys:
             pipe.eval(_INCR_WITH_EXPIRY, 1, key, WINDOW_SECONDS + EXPIRATION_FUDGE)
         counts = pipe.execute()

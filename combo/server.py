@@ -20,10 +20,10 @@ daphne's `-b/-p` options do not give:
   third of the event loop's time at 50 streams).
 
 - The cyclic garbage collector kept off the stream path (`tune_gc`, run
-  once daphne has loaded the application, before it serves): what was loaded at start
-  (Django, the apps, Twisted: about 127,000 objects) is frozen out of every
-  collection, and the youngest generation is collected after 10,000 new
-  container objects rather than 700. With the defaults, a burst of 500
+  once daphne has loaded the application, before it serves): what was
+  loaded at start (Django, the apps, Twisted: about 127,000 objects) is
+  frozen out of every collection, and the youngest generation is collected
+  after 10,000 new container objects rather than 700. With the defaults, a burst of 500
   streams ran some 150 young and 13 middle collections and one full one
   (74 to 126 ms, the event loop stopped) in its first seconds; measured, the
   median time to the first event at N=500 fell by about a third.
