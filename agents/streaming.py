@@ -40,6 +40,7 @@ from agents.completions import (
 from agents.serializers import CompletionRequestSerializer
 from combo.api.envelope import error_body, success
 from combo.api.exceptions import _classify
+from combo.api.parsers import MalformedBody, loads_object
 from combo import ratelimit, shutdown
 from combo.api.middleware import new_request_id
 from combo.batching import CheckThenRecord
@@ -140,11 +141,9 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
 
 def _validated(body: bytes) -> dict:
     try:
-        payload = json.loads(body.decode("utf-8")) if body.strip() else {}
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ComboError(ErrorCode.MALFORMED_BODY, f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise ComboError(ErrorCode.MALFORMED_BODY, "The request body must be a JSON object.")
+        payload = loads_object(body)
+    except MalformedBody as exc:
+        raise ComboError(ErrorCode.MALFORMED_BODY, str(exc)) from None
     data = _plainly_valid(payload)
     if data is not None:
         return data

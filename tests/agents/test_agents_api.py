@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from agents.models import Agent, Message, Session
 
 
@@ -144,6 +146,26 @@ def test_completion_validation_errors_write_nothing(api, alice):
     assert (status, envelope["code"]) == (400, 10002)
     status, envelope, _ = api.call("POST", url, raw=b"[1]", auth=alice.key_auth)
     assert (status, envelope["code"]) == (400, 10002)
+    assert not Session.objects.exists() and not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"question": ' + b"[" * 100_000, "nested too deeply"),
+        (b'{"question": NaN}', "NaN is not valid JSON"),
+        (b'{"question": "caf\xe9"}', "not UTF-8"),
+    ],
+    ids=["nested", "nested-in-question", "nan", "not-utf8"],
+)
+def test_a_completion_body_that_is_not_plain_json_is_10002_and_writes_nothing(api, alice, raw, words):
+    agent = make_agent(api, alice)
+    status, envelope, _ = api.call(
+        "POST", f"/v1/combo/agents/{agent['id']}/completions", raw=raw, auth=alice.key_auth
+    )
+    assert (status, envelope["code"]) == (400, 10002)
+    assert words in envelope["message"]
     assert not Session.objects.exists() and not Message.objects.exists()
 
 
