@@ -427,12 +427,19 @@ def _csv_section(header: str, rows: list[str], first_row: int) -> Section:
 
 def _parse_json(text: str) -> list[Section]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg != "Extra data":
-            raise _invalid_json(exc, "This JSON file is invalid") from exc
-        return _parse_json_lines(text)
-    return [Section(_pretty_json(value), None)]
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg != "Extra data":
+                raise _invalid_json(exc, "This JSON file is invalid") from exc
+            return _parse_json_lines(text)
+        return [Section(_pretty_json(value), None)]
+    except RecursionError:
+        # Python's JSON reader and writer recurse once per level.
+        raise ParseError(
+            "This JSON file is nested too deeply to read (hundreds of levels of arrays or objects). "
+            "Flatten it, or upload it as a .txt file."
+        ) from None
 
 
 def _parse_json_lines(text: str) -> list[Section]:

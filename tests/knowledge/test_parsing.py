@@ -330,6 +330,17 @@ def test_invalid_json_is_refused_with_its_location():
     )
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5_000 + b"1" + b"}" * 5_000, b'{"id": 1}\n' + b"[" * 100_000],
+    ids=["arrays", "objects", "a-json-lines-record"],
+)
+def test_json_nested_too_deeply_is_refused_as_the_files_fault(data):
+    # Python's JSON reader recurses per level: without this it was an "unexpected error, try again".
+    message = parse_error("json", data)
+    assert message.startswith("This JSON file is nested too deeply to read")
+
+
 def test_json_lines_are_rendered_record_by_record():
     sections = parse("json", b'{"id": 1}\n\n{"id": 2, "tags": []}\n').sections
     assert sections == [Section('{\n  "id": 1\n}\n\n{\n  "id": 2,\n  "tags": []\n}', None)]
