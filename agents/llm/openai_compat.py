@@ -415,7 +415,7 @@ class OpenAICompatibleProvider(Provider):
     def _status_exception(self, response: wire.Response, raw: bytes) -> openai.APIStatusError:
         try:
             body: object = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):
             body = raw.decode("utf-8", "replace")
         data = body.get("error", body) if isinstance(body, dict) else body
         http_response = _http.Response(

@@ -221,8 +221,12 @@ async def test_a_keep_alive_connection_the_server_dropped_is_replaced():
         (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\nno", ErrorCode.UPSTREAM_ERROR),
         (SSE_HEAD + b"Content-Length: 10000\r\n\r\n" + events("cut", finish=False, usage=False)[:-12],
          ErrorCode.UPSTREAM_BAD_RESPONSE),
+        (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 6000\r\n\r\n"
+         + b"[" * 3000 + b"]" * 3000, ErrorCode.UPSTREAM_ERROR),
+        (SSE_HEAD + b"Content-Length: 3008\r\n\r\ndata: " + b"[" * 3000 + b"\n\n", ErrorCode.UPSTREAM_BAD_RESPONSE),
     ],
-    ids=["bad-chunk-size", "bad-json", "not-http", "503", "cut-inside-a-sized-body"],
+    ids=["bad-chunk-size", "bad-json", "not-http", "503", "cut-inside-a-sized-body", "500-nested-too-deeply",
+         "event-nested-too-deeply"],
 )
 async def test_malformed_answers_map_to_upstream_errors(response, code):
     async with ScriptedServer([response], close_after=1) as server:
