@@ -215,3 +215,21 @@ def test_a_file_just_over_the_limit_inside_the_allowance_is_refused_by_the_parse
     assert response.json()["data"]["request_id"] == response.headers["x-request-id"]
     ok = upload(live, "fits.txt", b"word " * (LIMIT // 5))
     assert ok.status_code == 201, ok.text
+
+
+@pytest.mark.parametrize(
+    ("content_type", "code"),
+    [
+        ("multipart/form-data", 10002),  # no boundary
+        ("multipart/form-data; boundary=", 10002),
+        ("multipart/form-data; boundary=xyz", 10124),  # no part at all
+    ],
+)
+def test_a_malformed_multipart_body_is_answered_by_the_api_in_its_envelope(live, content_type, code):
+    # Twisted would parse form bodies itself and answer a bad one with a bare 400 (combo.server).
+    with client(live) as http:
+        before = http.get("/v1/combo/files").json()["data"]
+        response = http.post("/v1/combo/files", content=b"--xyz\r\ngarbage", headers={"Content-Type": content_type})
+        assert (response.status_code, response.json()["code"]) == (400, code), response.text
+        assert response.json()["data"]["request_id"] == response.headers["x-request-id"]
+        assert http.get("/v1/combo/files").json()["data"] == before
