@@ -139,6 +139,11 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
     return results  # type: ignore[return-value]
 
 
+def _is_json(content_type: str) -> bool:
+    """`application/json`, in any case, with or without parameters: what DRF's parser accepts elsewhere."""
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
 def _validated(body: bytes) -> dict:
     try:
         payload = loads_object(body)
@@ -220,8 +225,7 @@ async def handle_completion(
             request_id,
             {"Retry-After": "1"},
         )
-    content_type = headers.get("content-type", "")
-    if body.strip() and not content_type.startswith("application/json"):
+    if body.strip() and not _is_json(headers.get("content-type", "")):
         return _error_reply(
             ComboError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json."), request_id
         )

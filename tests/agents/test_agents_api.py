@@ -169,6 +169,33 @@ def test_a_completion_body_that_is_not_plain_json_is_10002_and_writes_nothing(ap
     assert not Session.objects.exists() and not Message.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("content_type", "accepted"),
+    [
+        ("application/json", True),
+        ("Application/JSON", True),
+        ("application/json; charset=utf-8", True),
+        (" application/json ;charset=UTF-8", True),
+        ("application/jsonx", False),
+        ("application/json-patch+json", False),
+        ("text/plain", False),
+        ("", False),
+    ],
+)
+def test_completions_take_the_media_types_every_other_endpoint_takes(api, alice, content_type, accepted):
+    agent = make_agent(api, alice)
+    paths = [f"/v1/combo/agents/{agent['id']}/completions", "/v1/combo/agents"]
+    raw = b'{"question": "hi", "name": "x"}'
+    codes = []
+    for path in paths:
+        _, envelope, _ = api.call("POST", path, raw=raw, content_type=content_type, auth=alice.key_auth)
+        codes.append(envelope["code"])
+    if accepted:
+        assert 10003 not in codes, codes
+    else:
+        assert codes == [10003, 10003]
+
+
 def test_completion_refuses_other_owners_and_foreign_sessions(api, alice, bob):
     agent = make_agent(api, alice)
     other = make_agent(api, alice, name="Other")
