@@ -25,9 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
 
 import httpx
 import pytest
@@ -37,6 +37,7 @@ SDK_DIR = REPO / "sdk" / "python"
 if str(SDK_DIR) not in sys.path:
     sys.path.insert(0, str(SDK_DIR))
 
+from combo.server import daphne_command  # noqa: E402
 from combo_sdk import AsyncComboAgent, ComboAgent  # noqa: E402
 
 USERNAME = "sdkuser"
@@ -75,9 +76,9 @@ class ScriptedServer:
     """A real HTTP server on 127.0.0.1 answering from a script: one Reply per request,
     the last one repeating. Records every request it gets."""
 
-    def __init__(self, script: List[Reply]):
+    def __init__(self, script: list[Reply]):
         self.script = list(script)
-        self.requests: List[Recorded] = []
+        self.requests: list[Recorded] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -125,7 +126,7 @@ class ScriptedServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self) -> ScriptedServer:
         self.thread.start()
         return self
 
@@ -169,7 +170,7 @@ class LiveServer:
     env: dict
     data_dir: Path
     log_path: Path
-    _token: Optional[str] = None
+    _token: str | None = None
     _token_at: float = 0.0
 
     def jwt(self) -> str:
@@ -252,7 +253,7 @@ def live(tmp_path_factory, failing_llm) -> LiveServer:
     log_path = data_dir / "server.log"
     log = open(log_path, "ab")
     server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "combo.asgi:application"],
+        daphne_command("127.0.0.1", port),  # as `manage.py serve` starts it
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     # The background-task worker, as `manage.py serve` starts it (file ingestion, webhook runs).
