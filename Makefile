@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 PORT ?= 9380
 export PORT
 
-.PHONY: run test install install-dev migrate bench bench-prod serve-prod clean
+.PHONY: run test lint install install-dev migrate bench bench-prod serve-prod clean
 
 $(VENV)/.installed-runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,10 @@ migrate: install
 run: migrate
 	$(PY) manage.py serve --port $(PORT)
 
-test: install-dev
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) tests/production_suite.py $(PYTEST_ARGS)
 

@@ -16,8 +16,8 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import timedelta
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -420,7 +420,7 @@ class CompletionRun:
     def answer(self) -> str:
         return "".join(self.parts)
 
-    def start(self) -> "CompletionRun":
+    def start(self) -> CompletionRun:
         task = asyncio.get_running_loop().create_task(self._run())
         _RUNNING.add(task)
         task.add_done_callback(_RUNNING.discard)
@@ -526,7 +526,7 @@ async def cancel_running(timeout: float) -> None:
     tasks = list(_RUNNING)
     if not tasks:
         return
-    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    _done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         task.cancel()
     if pending:

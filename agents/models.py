@@ -108,7 +108,7 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:40]}"
 
 
-def _original_path(instance: "KnowledgeFile", filename: str) -> str:
+def _original_path(instance: KnowledgeFile, filename: str) -> str:
     # Never the uploader's file name (it is kept in `name`): ids only, fanned out.
     return f"knowledge/{instance.id.hex[:2]}/{instance.id.hex}"
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.db import transaction
-
 import uuid
 from collections.abc import Iterable
+
+from django.db import transaction
 
 from accounts.models import User
 from agents.models import MAX_FILES_PER_AGENT, Agent, KnowledgeFile, Message, Session

@@ -32,17 +32,21 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.services import authenticate_bearers
 from accounts.models import ApiKey
+from accounts.services import authenticate_bearers
 from agents.completions import (
-    CompletionRun, Prepared, PrepareSpec, completion_check_many, completion_record_many,
+    CompletionRun,
+    Prepared,
+    PrepareSpec,
+    completion_check_many,
+    completion_record_many,
 )
 from agents.serializers import CompletionRequestSerializer
+from combo import ratelimit, shutdown
 from combo.api.envelope import error_body, success
 from combo.api.exceptions import _classify
-from combo.api.parsers import MalformedBody, loads_object
-from combo import ratelimit, shutdown
 from combo.api.middleware import new_request_id
+from combo.api.parsers import MalformedBody, loads_object
 from combo.batching import CheckThenRecord
 from combo.errors import ComboError, ErrorCode
 

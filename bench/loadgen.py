@@ -14,6 +14,7 @@ then a `GO` line on stdin, then one JSON result line on stdout.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import resource
 import sys
@@ -292,7 +293,7 @@ async def run(config: dict) -> dict:
         gaps = []
         if stream.first is not None:
             tail = times[stream.first_index:]
-            gaps = [round(b - a, 6) for a, b in zip(tail, tail[1:])]
+            gaps = [round(b - a, 6) for a, b in itertools.pairwise(tail)]
         results.append(
             {
                 "error": reason,

@@ -51,9 +51,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.backends import POSTGRES, FreshPostgres, postgres_unreachable  # noqa: E402
 from combo.server import daphne_command  # noqa: E402  (no Django import)
 from tests.fakes.openai_server import answer_tokens  # noqa: E402  (stdlib only)
-from bench.backends import POSTGRES, FreshPostgres, postgres_unreachable  # noqa: E402
 
 PY = sys.executable
 UPSTREAM_KEY = "sk-bench-upstream"

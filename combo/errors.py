@@ -101,7 +101,7 @@ class ErrorCode(enum.Enum):
         return self.value.message
 
     @classmethod
-    def by_code(cls, code: int) -> "ErrorCode":
+    def by_code(cls, code: int) -> ErrorCode:
         for member in cls:
             if member.code == code:
                 return member

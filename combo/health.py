@@ -61,7 +61,7 @@ def run_checks() -> dict[str, dict]:
         try:
             check()
             results[name] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-        except Exception as exc:  # a health check reports every failure, whatever its kind
+        except Exception as exc:  # noqa: BLE001 - a health check reports every failure, whatever its kind
             logger.warning("health check %s failed: %s", name, type(exc).__name__)
             results[name] = {"ok": False, "error": type(exc).__name__}
     return results

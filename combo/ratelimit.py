@@ -334,7 +334,7 @@ def check(
         decisions = [_spend(budget) for budget in budgets]
     except ImproperlyConfigured:
         raise
-    except Exception as exc:  # any cache failure: redis ConnectionError/TimeoutError, memcached, ...
+    except Exception as exc:  # noqa: BLE001 - any cache failure: redis ConnectionError/TimeoutError, memcached, ...
         warn_cache_down(exc)
         if settings.RATE_LIMIT_FAIL_OPEN:
             return None

@@ -496,7 +496,7 @@ def _parse_pdf(data: bytes, max_chars: int) -> tuple[list[Section], int]:
     for number, page in enumerate(pages, start=1):
         try:
             text = page.extract_text() or ""
-        except Exception:  # one broken page shouldn't lose the others
+        except Exception:  # noqa: BLE001 - one broken page shouldn't lose the others
             failed += 1
             continue
         text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n").strip()

@@ -24,7 +24,14 @@ from django.utils import timezone
 from accounts.models import User
 from agents.knowledge.parsing import ParseError
 from agents.knowledge.pipeline import extract
-from agents.knowledge.sniff import HEAD_BYTES, REASON_EMPTY, REASON_MISMATCH, REASON_UNSUPPORTED, UnsupportedFile, detect
+from agents.knowledge.sniff import (
+    HEAD_BYTES,
+    REASON_EMPTY,
+    REASON_MISMATCH,
+    REASON_UNSUPPORTED,
+    UnsupportedFile,
+    detect,
+)
 from agents.models import Agent, Chunk, KnowledgeFile
 from combo.errors import ComboError, ErrorCode
 

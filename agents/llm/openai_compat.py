@@ -362,7 +362,7 @@ class OpenAICompatibleProvider(Provider):
         if usage is not None:
             yield usage
 
-    async def _open_sdk(self, params: dict[str, Any]) -> "_SDKSource":
+    async def _open_sdk(self, params: dict[str, Any]) -> _SDKSource:
         # The SDK sends the request, authenticates and turns HTTP errors into
         # its typed exceptions; the body is read here rather than through its
         # `AsyncStream`, which builds three pydantic objects per token.
@@ -373,7 +373,7 @@ class OpenAICompatibleProvider(Provider):
             raise self._opening_error(err) from _loggable_cause(err)
         return _SDKSource(opening, response.http_response)
 
-    async def _open_lean(self, params: dict[str, Any]) -> "_LeanSource":
+    async def _open_lean(self, params: dict[str, Any]) -> _LeanSource:
         target = self._target
         body = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode()
         data = self._request_head() + b"Content-Length: %d\r\n\r\n" % len(body) + body

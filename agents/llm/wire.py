@@ -54,7 +54,7 @@ class Response:
 class Exchange(asyncio.Protocol):
     """One connection, used by one request at a time (then returned to its pool)."""
 
-    def __init__(self, pool: "Pool", key: tuple, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pool: Pool, key: tuple, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self.key = key
         self.loop = loop

@@ -8,15 +8,15 @@ headers, and marks the operation `deprecated` in the OpenAPI document.
 from __future__ import annotations
 
 import functools
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from email.utils import format_datetime
 
 from drf_spectacular.utils import extend_schema
 
 
 def deprecation_headers(since: date, sunset: date) -> dict[str, str]:
-    since_at = datetime.combine(since, time(0, 0), tzinfo=timezone.utc)
-    sunset_at = datetime.combine(sunset, time(0, 0), tzinfo=timezone.utc)
+    since_at = datetime.combine(since, time(0, 0), tzinfo=UTC)
+    sunset_at = datetime.combine(sunset, time(0, 0), tzinfo=UTC)
     return {
         "X-Deprecated": "true",
         "X-Deprecated-Sunset": sunset.isoformat(),

@@ -92,10 +92,10 @@ def test_session_messages_page_oldest_first(api, alice):
     session = Session.objects.create(agent_id=agent["id"], owner=alice.user)
     for i in range(5):
         Message.objects.create(session=session, role="user", content=f"q{i}")
-    status, body, _ = api.get(f"/v1/combo/sessions/{session.id}?limit=3", auth=alice.key_auth)
+    _, body, _ = api.get(f"/v1/combo/sessions/{session.id}?limit=3", auth=alice.key_auth)
     page = body["data"]["messages"]
     assert [m["content"] for m in page["items"]] == ["q0", "q1", "q2"]
-    status, body, _ = api.get(f"/v1/combo/sessions/{session.id}?limit=3&cursor={page['next_cursor']}",
+    _status, body, _ = api.get(f"/v1/combo/sessions/{session.id}?limit=3&cursor={page['next_cursor']}",
                               auth=alice.key_auth)
     assert [m["content"] for m in body["data"]["messages"]["items"]] == ["q3", "q4"]
     assert body["data"]["messages"]["next_cursor"] is None

@@ -161,7 +161,7 @@ def test_a_batch_authorizes_each_request_on_its_own(alice, bob, agent):
         ErrorCode.UNAUTHENTICATED, ErrorCode.CREDENTIAL_INVALID, ErrorCode.CREDENTIAL_REVOKED,
         ErrorCode.MALFORMED_BODY, ErrorCode.VALIDATION_FAILED, ErrorCode.NOT_FOUND, ErrorCode.UNAUTHENTICATED,
     ]
-    prepared, stream, headers = results[7]
+    prepared, stream, _headers = results[7]
     assert stream is True and prepared.request.messages[-1] == ChatMessage("user", "fine")
     assert results[8][0].request.messages[-1].content == "by token"
     # The batch of one is the same step.

@@ -35,7 +35,7 @@ def test_the_61st_completion_in_a_minute_is_refused_while_other_calls_pass(api, 
 def test_a_stream_counts_once_and_auth_failures_count_nothing(api, alice):
     agent = make_agent(api, alice)["id"]
     for _ in range(3):
-        status, body, _ = api.post(f"/v1/combo/agents/{agent}/completions", {"question": "hi"},
+        status, _body, _ = api.post(f"/v1/combo/agents/{agent}/completions", {"question": "hi"},
                                    HTTP_AUTHORIZATION="Bearer ragflow-wrong")
         assert status == 401
     status, _, response = ask(api, alice, agent, stream=True)

@@ -7,7 +7,7 @@ Shown on the test-only /v1/test/deprecated-ping, marked
 from __future__ import annotations
 
 import calendar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -29,13 +29,13 @@ def test_the_sunset_header_is_an_http_date(api, alice):
     _, _, response = api.get("/v1/test/deprecated-ping", auth=alice.jwt_auth)
     # RFC 8594: Sunset is an HTTP-date (IMF-fixdate).
     assert response["Sunset"] == "Wed, 30 Jun 2027 00:00:00 GMT"
-    assert parsedate_to_datetime(response["Sunset"]) == datetime(2027, 6, 30, tzinfo=timezone.utc)
+    assert parsedate_to_datetime(response["Sunset"]) == datetime(2027, 6, 30, tzinfo=UTC)
 
 
 def test_the_deprecation_header_is_a_structured_date(api, alice):
     _, _, response = api.get("/v1/test/deprecated-ping", auth=alice.jwt_auth)
     # RFC 9745: Deprecation is a structured-field Date, "@" + unix seconds.
-    since = calendar.timegm(datetime(2026, 11, 1, tzinfo=timezone.utc).timetuple())
+    since = calendar.timegm(datetime(2026, 11, 1, tzinfo=UTC).timetuple())
     assert response["Deprecation"] == f"@{since}"
 
 

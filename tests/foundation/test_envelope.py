@@ -16,7 +16,6 @@ from accounts.models import ApiKey
 from combo.errors import ErrorCode
 from tests.foundation.helpers import assert_error, assert_ok
 
-
 # --- success -----------------------------------------------------------------
 
 
@@ -43,7 +42,7 @@ def test_an_unknown_v1_path_is_a_404_envelope(api, db, path):
 
 def test_an_unknown_path_outside_v1_is_left_alone(api, db):
     # Only /v1 promises the envelope; the console and admin keep Django's pages.
-    status, body, response = api.get("/not-an-api-path")
+    status, body, _response = api.get("/not-an-api-path")
     assert status == 404
     assert body is None
 
@@ -274,7 +273,7 @@ def test_an_unlisted_4xx_from_outside_drf_stays_a_client_error(api, db, status):
 def test_a_sane_request_id_is_echoed(api, db, incoming):
     _, _, response = api.get("/v1/health", HTTP_X_REQUEST_ID=incoming)
     assert response["X-Request-Id"] == incoming
-    status, body, response = api.get("/v1/nothing-here", HTTP_X_REQUEST_ID=incoming)
+    _status, body, response = api.get("/v1/nothing-here", HTTP_X_REQUEST_ID=incoming)
     assert response["X-Request-Id"] == incoming
     assert body["data"]["request_id"] == incoming
 
@@ -284,7 +283,7 @@ def test_a_sane_request_id_is_echoed(api, db, incoming):
     ["has spaces in it", "line\nbreak-injected", "x" * 129, "short", "tab\there-ok", "semi;colon;here", "ünïcödé-id"],
 )
 def test_an_insane_request_id_is_replaced(api, db, incoming):
-    status, body, response = api.get("/v1/nothing-here", HTTP_X_REQUEST_ID=incoming)
+    _status, body, response = api.get("/v1/nothing-here", HTTP_X_REQUEST_ID=incoming)
     assert response["X-Request-Id"] != incoming
     assert response["X-Request-Id"].startswith("req_")
     assert body["data"]["request_id"] == response["X-Request-Id"]

@@ -19,7 +19,7 @@ def test_codes_sit_in_their_class_and_status_range():
     for member in ErrorCode:
         code, status = member.code, member.status
         if code < 20000:
-            assert 10000 <= code and 400 <= status < 500, member
+            assert code >= 10000 and 400 <= status < 500, member
         elif code < 30000:
             assert 500 <= status < 600, member
         else:

@@ -22,7 +22,7 @@ SKIPPED = {"/v1/openapi.json", "/v1/docs"}  # the document and its viewer descri
 
 @pytest.fixture
 def doc(api, db) -> dict:
-    status, body, response = api.get("/v1/openapi.json")
+    status, _body, response = api.get("/v1/openapi.json")
     assert status == 200
     assert "json" in response["Content-Type"]
     return json.loads(response.content)

@@ -16,7 +16,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-
 from agents.services import agent_create
 from integrations.signing import sign
 from tests.worker import run_worker

@@ -327,7 +327,7 @@ def test_delivery_ids_are_per_webhook(make_webhook, post_event):
 
 def test_an_accepted_event_is_answered_by_the_agent_it_was_accepted_for(make_webhook, post_event, drain, api, alice, alice_agent):
     hook = make_webhook()
-    status, body, _ = post_event(hook.id, {"question": "hi"}, secret=hook.secret)
+    _status, body, _ = post_event(hook.id, {"question": "hi"}, secret=hook.secret)
     other = type(alice_agent).objects.create(owner=alice.user, name="Other", instructions="Be brief.")
     api.patch(f"/v1/integrations/webhooks/{hook.id}", {"agent_id": str(other.id)}, auth=alice.key_auth)
     drain()

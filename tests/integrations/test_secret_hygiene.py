@@ -28,7 +28,7 @@ def test_the_secret_never_leaks(caplog, allow_loopback, receiver, make_webhook, 
     assert post_event(hook.id, body, signature=signatures[-1])[0] == 401  # mismatch
     drain()
 
-    status, rotated, _ = api.post(f"{WEBHOOKS}/{hook.id}/rotate-secret", auth=alice.key_auth)
+    _status, rotated, _ = api.post(f"{WEBHOOKS}/{hook.id}/rotate-secret", auth=alice.key_auth)
     new_secret = rotated["data"]["secret"]
     signatures.append(sign(hook.secret, body))  # the previous secret, in its grace period
     assert post_event(hook.id, body, signature=signatures[-1])[0] == 202

@@ -12,7 +12,6 @@ import zipfile
 
 import docx
 import pytest
-
 from pypdf import PdfReader, PdfWriter
 
 from tests.worker import run_worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -74,7 +75,7 @@ def test_consecutive_chunks_overlap_by_about_the_overlap_at_a_word_boundary():
     chunks = texts(chunk([Section(text)], size=400, overlap=60))
     assert len(chunks) > 10
     longest_word = max(len(w) for w in WORDS) + 1  # a word plus its full stop
-    for previous, following in zip(chunks, chunks[1:], strict=False):
+    for previous, following in itertools.pairwise(chunks):
         shared = shared_prefix_suffix(previous, following)
         assert 60 - longest_word - 1 <= shared <= 60
         assert previous[len(previous) - shared - 1].isspace()  # starts at a word

@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from agents.models import Agent, Chunk, KnowledgeFile
 from agents.knowledge.search import search
+from agents.models import Agent, Chunk, KnowledgeFile
 
 TEXT = b"Refunds are issued within 14 days of the return arriving at our warehouse.\n"
 

@@ -163,7 +163,7 @@ def raw_request(live, head: str, body_chunks, *, chunked: bool) -> tuple[bytes, 
                 if not data:
                     break
                 response += data
-        except (ConnectionResetError, TimeoutError, socket.timeout):
+        except (ConnectionResetError, TimeoutError):
             pass
     return response, sent
 

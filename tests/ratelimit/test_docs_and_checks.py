@@ -41,7 +41,7 @@ def test_every_response_documents_the_rate_limit_headers_and_every_operation_its
             assert "429" in responses, (method, path)
             assert "Retry-After" in responses["429"]["headers"], (method, path)
             for status, response in responses.items():
-                assert RATE_HEADERS <= set(response["headers"]), (method, path, status)
+                assert set(response["headers"]) >= RATE_HEADERS, (method, path, status)
     assert operations > 0
 
 

@@ -63,7 +63,7 @@ def test_a_login_within_budget_works_and_shows_the_tighter_budget(api, alice, cl
 def test_login_opens_again_when_the_window_passes(api, alice, clock):
     for n in range(10):
         login(api, "alice", "wrong", ip=f"198.51.100.{n + 1}")
-    status, _, response = login(api, "alice", RIGHT, ip="198.51.100.200")
+    status, _, _response = login(api, "alice", RIGHT, ip="198.51.100.200")
     assert status == 429
 
     clock.shift(60)

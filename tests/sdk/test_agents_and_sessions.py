@@ -1,6 +1,7 @@
 """Agents and sessions through the SDK, against the live server."""
 
 import pytest
+
 from combo_sdk import Agent, ComboAgent, LLMConfig, NotFoundError, Session, SyncCursor
 
 

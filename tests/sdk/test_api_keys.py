@@ -1,8 +1,9 @@
 """API keys and tokens: managed with a JWT (POST /v1/auth/token), never with an API key."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from combo_sdk import ApiKey, AuthenticationError, ComboAgent, PermissionDeniedError
 
 
@@ -21,7 +22,7 @@ def test_a_password_gets_a_jwt_pair_that_refreshes(live):
 
 
 def test_a_jwt_creates_lists_and_revokes_keys(live, signed_in):
-    expires = datetime.now(timezone.utc) + timedelta(days=30)
+    expires = datetime.now(UTC) + timedelta(days=30)
     created = signed_in.api_keys.create(name="deploy bot", expires_at=expires)
     assert isinstance(created, ApiKey)
     assert created.key.startswith("ragflow-") and created.prefix and created.key.startswith(created.prefix)

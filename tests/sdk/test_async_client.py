@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+
 from combo_sdk import (
     AsyncComboAgent,
     AsyncCursor,
@@ -17,7 +18,6 @@ from combo_sdk import (
     UpstreamError,
     ValidationError,
 )
-
 from tests.sdk.conftest import BUILTIN, NO_MODEL_NOTICE, askip_if_route_missing
 
 QUESTION = "Review this PR for me"

@@ -4,6 +4,7 @@ import time
 
 import httpx
 import pytest
+
 from combo_sdk import (
     ComboAgent,
     Completion,
@@ -13,7 +14,6 @@ from combo_sdk import (
     StreamIncompleteError,
     UpstreamError,
 )
-
 from tests.sdk.conftest import NO_MODEL_NOTICE
 
 QUESTION = "What does this change break?"

@@ -2,6 +2,7 @@
 
 import httpx
 import pytest
+
 from combo_sdk import DEFAULT_BASE_URL, AsyncComboAgent, ComboAgent
 from combo_sdk._base import normalize_base_url
 
@@ -67,7 +68,6 @@ def test_a_negative_max_retries_is_refused():
 
 def test_headers_carry_the_credential_and_the_sdk_version(scripted):
     from combo_sdk import __version__
-
     from tests.sdk.conftest import Reply, envelope
 
     server = scripted(Reply(200, envelope({"items": [], "next_cursor": None})))

@@ -2,6 +2,7 @@
 
 import httpx
 import pytest
+
 from combo_sdk import (
     AuthenticationError,
     ClientError,

@@ -9,8 +9,8 @@ import io
 import re
 
 import pytest
-from combo_sdk import ComboAgent, File, FileProcessingError, NotFoundError
 
+from combo_sdk import ComboAgent, File, FileProcessingError, NotFoundError
 from tests.sdk.conftest import Reply, envelope, skip_if_route_missing
 
 NOTES = "# Release notes\n\nThe deploy script now needs the --region flag.\n"

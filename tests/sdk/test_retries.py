@@ -8,6 +8,7 @@ never another POST, and never a stream that has started.
 import time
 
 import pytest
+
 from combo_sdk import (
     APIConnectionError,
     AsyncComboAgent,
@@ -16,7 +17,6 @@ from combo_sdk import (
     ServerError,
 )
 from combo_sdk._retry import RetryPolicy, parse_retry_after
-
 from tests.sdk.conftest import Reply, envelope, free_port
 
 AGENT = {"id": "a1", "name": "Reviewer"}

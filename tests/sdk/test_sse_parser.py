@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from combo_sdk import DoneEvent, ErrorEvent, MessageEvent, SSEDecoder, StreamEvent
 from combo_sdk._streaming import parse_event
 

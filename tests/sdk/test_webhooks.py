@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+
 from combo_sdk import ComboAgent, SignatureVerificationError, Webhooks, signatures
 
 GITHUB_SECRET = "It's a Secret to Everybody"

@@ -79,7 +79,7 @@ T = TypeVar("T")
 class AsyncCursor(Generic[T]):
     """An async iterator over every item of a list, following `next_cursor` page by page."""
 
-    def __init__(self, client: "AsyncComboAgent", request: "PageRequest[T]") -> None:
+    def __init__(self, client: AsyncComboAgent, request: PageRequest[T]) -> None:
         self._client = client
         self._request = request
         self._items: Optional[AsyncIterator[T]] = None
@@ -104,7 +104,7 @@ class AsyncCursor(Generic[T]):
             for item in page.items:
                 yield item
 
-    def __aiter__(self) -> "AsyncCursor[T]":
+    def __aiter__(self) -> AsyncCursor[T]:
         return self
 
     async def __anext__(self) -> T:
@@ -117,7 +117,7 @@ class AsyncCursor(Generic[T]):
 
 
 class _AsyncResource:
-    def __init__(self, client: "AsyncComboAgent") -> None:
+    def __init__(self, client: AsyncComboAgent) -> None:
         self._client = client
 
 
@@ -392,7 +392,7 @@ class AsyncComboAgent:
         base_url: Any = NOT_GIVEN,
         timeout: Any = NOT_GIVEN,
         max_retries: Any = NOT_GIVEN,
-    ) -> "AsyncComboAgent":
+    ) -> AsyncComboAgent:
         """A copy with some settings changed, sharing this client's connection pool."""
         config = self._config
         return type(self)(
@@ -410,7 +410,7 @@ class AsyncComboAgent:
 
     close = aclose
 
-    async def __aenter__(self) -> "AsyncComboAgent":
+    async def __aenter__(self) -> AsyncComboAgent:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -422,10 +422,10 @@ class AsyncComboAgent:
     # --- running operations ---------------------------------------------------
 
     @overload
-    async def _run(self, operation: "APIRequest[T]") -> T: ...
+    async def _run(self, operation: APIRequest[T]) -> T: ...
 
     @overload
-    async def _run(self, operation: "Generator[Any, Any, T]") -> T: ...
+    async def _run(self, operation: Generator[Any, Any, T]) -> T: ...
 
     async def _run(self, operation: Any) -> Any:
         if isinstance(operation, APIRequest):
@@ -439,24 +439,24 @@ class AsyncComboAgent:
                         result = None
                     else:
                         result = await self._execute(step)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - let the operation see (and usually re-raise) it
                     step = operation.throw(exc)
                 else:
                     step = operation.send(result)
         except StopIteration as stop:
             return stop.value
 
-    def _paginate(self, request: "PageRequest[T]") -> "AsyncCursor[T]":
+    def _paginate(self, request: PageRequest[T]) -> AsyncCursor[T]:
         return AsyncCursor(self, request)
 
-    async def _execute(self, request: "APIRequest[Any]") -> Any:
+    async def _execute(self, request: APIRequest[Any]) -> Any:
         response = await self._send(request)
         if request.stream:
             return AsyncStream(response, on_done=request.on_done)
         data = parse_data(response)
         return request.cast(data) if request.cast is not None else data
 
-    async def _send(self, request: "APIRequest[Any]") -> httpx.Response:
+    async def _send(self, request: APIRequest[Any]) -> httpx.Response:
         policy = self._config.retry
         attempt = 0
         while True:

@@ -132,7 +132,7 @@ class ClientConfig:
         timeout: TimeoutTypes,
         max_retries: int,
         default_headers: Optional[Mapping[str, str]],
-    ) -> "ClientConfig":
+    ) -> ClientConfig:
         if api_key is None:
             api_key = os.environ.get("COMBO_API_KEY") or None
         if base_url is None:
@@ -151,7 +151,7 @@ class ClientConfig:
     def max_retries(self) -> int:
         return self.retry.max_retries
 
-    def headers(self, request: "APIRequest[Any]") -> Dict[str, str]:
+    def headers(self, request: APIRequest[Any]) -> Dict[str, str]:
         headers = {
             "User-Agent": f"combo-sdk-python/{__version__}",
             "Accept": "text/event-stream" if request.stream else "application/json",
@@ -165,7 +165,7 @@ class ClientConfig:
         return self.base_url + "/" + path.lstrip("/")
 
 
-def build_httpx_request(http: Any, config: ClientConfig, request: "APIRequest[Any]") -> httpx.Request:
+def build_httpx_request(http: Any, config: ClientConfig, request: APIRequest[Any]) -> httpx.Request:
     built: httpx.Request = http.build_request(
         request.method,
         config.url(request.path),

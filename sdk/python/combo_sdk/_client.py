@@ -77,7 +77,7 @@ class SyncCursor(Generic[T]):
     same list page by page instead (a fresh walk from the start).
     """
 
-    def __init__(self, client: "ComboAgent", request: "PageRequest[T]") -> None:
+    def __init__(self, client: ComboAgent, request: PageRequest[T]) -> None:
         self._client = client
         self._request = request
         self._items: Optional[Iterator[T]] = None
@@ -101,7 +101,7 @@ class SyncCursor(Generic[T]):
         for page in self.pages():
             yield from page.items
 
-    def __iter__(self) -> "SyncCursor[T]":
+    def __iter__(self) -> SyncCursor[T]:
         return self
 
     def __next__(self) -> T:
@@ -114,7 +114,7 @@ class SyncCursor(Generic[T]):
 
 
 class _Resource:
-    def __init__(self, client: "ComboAgent") -> None:
+    def __init__(self, client: ComboAgent) -> None:
         self._client = client
 
 
@@ -431,7 +431,7 @@ class ComboAgent:
         base_url: Any = NOT_GIVEN,
         timeout: Any = NOT_GIVEN,
         max_retries: Any = NOT_GIVEN,
-    ) -> "ComboAgent":
+    ) -> ComboAgent:
         """A copy with some settings changed, sharing this client's connection pool."""
         config = self._config
         return type(self)(
@@ -447,7 +447,7 @@ class ComboAgent:
         if self._owns_http:
             self._http.close()
 
-    def __enter__(self) -> "ComboAgent":
+    def __enter__(self) -> ComboAgent:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -459,10 +459,10 @@ class ComboAgent:
     # --- running operations ---------------------------------------------------
 
     @overload
-    def _run(self, operation: "APIRequest[T]") -> T: ...
+    def _run(self, operation: APIRequest[T]) -> T: ...
 
     @overload
-    def _run(self, operation: "Generator[Any, Any, T]") -> T: ...
+    def _run(self, operation: Generator[Any, Any, T]) -> T: ...
 
     def _run(self, operation: Any) -> Any:
         if isinstance(operation, APIRequest):
@@ -476,24 +476,24 @@ class ComboAgent:
                         result = None
                     else:
                         result = self._execute(step)
-                except Exception as exc:  # let the operation see (and usually re-raise) it
+                except Exception as exc:  # noqa: BLE001 - let the operation see (and usually re-raise) it
                     step = operation.throw(exc)
                 else:
                     step = operation.send(result)
         except StopIteration as stop:
             return stop.value
 
-    def _paginate(self, request: "PageRequest[T]") -> "SyncCursor[T]":
+    def _paginate(self, request: PageRequest[T]) -> SyncCursor[T]:
         return SyncCursor(self, request)
 
-    def _execute(self, request: "APIRequest[Any]") -> Any:
+    def _execute(self, request: APIRequest[Any]) -> Any:
         response = self._send(request)
         if request.stream:
             return Stream(response, on_done=request.on_done)
         data = parse_data(response)
         return request.cast(data) if request.cast is not None else data
 
-    def _send(self, request: "APIRequest[Any]") -> httpx.Response:
+    def _send(self, request: APIRequest[Any]) -> httpx.Response:
         """Send with retries; a 2xx answer comes back (read, or open for a stream), else an error is raised."""
         policy = self._config.retry
         attempt = 0

@@ -250,7 +250,7 @@ class Stream:
         except Exception as exc:
             if self._closed:
                 return  # the caller closed the stream; there is nothing more to read
-            if isinstance(exc, httpx.HTTPError) or isinstance(exc, httpx.StreamError):
+            if isinstance(exc, (httpx.HTTPError, httpx.StreamError)):
                 raise _connection_error(exc) from exc
             raise
         finally:
@@ -259,8 +259,7 @@ class Stream:
     def __iter__(self) -> Iterator[StreamEvent]:
         finished = False
         try:
-            for event in self._events:
-                yield event
+            yield from self._events
             finished = True
         finally:
             if not finished:
@@ -292,7 +291,7 @@ class Stream:
             self._events.close()
         self.response.close()
 
-    def __enter__(self) -> "Stream":
+    def __enter__(self) -> Stream:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -341,7 +340,7 @@ class AsyncStream:
         except Exception as exc:
             if self._closed:
                 return
-            if isinstance(exc, httpx.HTTPError) or isinstance(exc, httpx.StreamError):
+            if isinstance(exc, (httpx.HTTPError, httpx.StreamError)):
                 raise _connection_error(exc) from exc
             raise
         finally:
@@ -376,7 +375,7 @@ class AsyncStream:
             await events.aclose()
         await self.response.aclose()
 
-    async def __aenter__(self) -> "AsyncStream":
+    async def __aenter__(self) -> AsyncStream:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:

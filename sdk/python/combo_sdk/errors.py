@@ -86,7 +86,7 @@ class ComboAPIError(ComboError):
         request_id: Optional[str] = None,
         data: Optional[Dict[str, Any]] = None,
         headers: Optional[Dict[str, str]] = None,
-        response: Optional["httpx.Response"] = None,
+        response: Optional[httpx.Response] = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -176,7 +176,7 @@ class StreamIncompleteError(ComboError):
 class FileProcessingError(ComboError):
     """`files.wait_until_ready()` saw the file fail; `.file` holds it with its reason."""
 
-    def __init__(self, message: str, *, file: "File") -> None:
+    def __init__(self, message: str, *, file: File) -> None:
         super().__init__(message)
         self.message = message
         self.file = file
@@ -238,7 +238,7 @@ def error_from_envelope(
     request_id: Optional[str] = None,
     headers: Optional[Dict[str, str]] = None,
     retry_after: Optional[float] = None,
-    response: Optional["httpx.Response"] = None,
+    response: Optional[httpx.Response] = None,
 ) -> ComboAPIError:
     """Build the right exception from an error envelope (or any body that is not one)."""
     code: Optional[int] = None

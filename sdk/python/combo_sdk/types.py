@@ -183,7 +183,7 @@ class Session(ComboObject):
     messages_next_cursor: Optional[str] = None
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "Session":
+    def from_dict(cls, data: Dict[str, Any]) -> Session:
         if isinstance(data, cls):
             return data
         flat = dict(data)
@@ -331,7 +331,7 @@ class ErrorEvent(StreamEvent):
     def request_id(self) -> Optional[str]:
         return (self.data or {}).get("request_id")
 
-    def to_exception(self, *, request_id: Optional[str] = None) -> "ComboAPIError":
+    def to_exception(self, *, request_id: Optional[str] = None) -> ComboAPIError:
         """The exception this error would be as a JSON answer (UpstreamError for 3xxxx, ...)."""
         from .errors import error_from_envelope
 
