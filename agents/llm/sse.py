@@ -12,11 +12,12 @@ class SSEParser:
     per event, so the per-token cost is a bytes split and a list append.
     """
 
-    __slots__ = ("_buffer", "_data")
+    __slots__ = ("_buffer", "_data", "_size")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._data: list[bytes] = []
+        self._size = 0  # bytes in _data: an event of endless `data:` lines is refused too
 
     def feed(self, chunk: bytes) -> list[bytes]:
         if self._buffer:
@@ -33,11 +34,16 @@ class SSEParser:
                 # Only `data:` matters; `event:`, `id:` and `: keep-alive`
                 # comment lines are ignored.
                 if line[:5] == b"data:":
-                    self._data.append(line[6:] if line[5:6] == b" " else line[5:])
+                    piece = line[6:] if line[5:6] == b" " else line[5:]
+                    self._data.append(piece)
+                    self._size += len(piece)
+                    if self._size > MAX_EVENT_BYTES:
+                        raise ValueError("an event in the stream exceeds the size limit")
             elif self._data:
                 data = self._data
                 events.append(data[0] if len(data) == 1 else b"\n".join(data))
                 self._data = []
+                self._size = 0
         return events
 
     def finish(self) -> list[bytes]:

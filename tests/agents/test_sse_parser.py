@@ -1,0 +1,57 @@
+"""Splitting an upstream's server-sent events (agents.llm.sse), read by read."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.llm import sse
+from agents.llm.sse import SSEParser
+
+
+def feed_all(parser: SSEParser, chunks) -> list[bytes]:
+    events = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+    return events + parser.finish()
+
+
+def test_events_split_anywhere_across_reads_come_out_whole():
+    stream = b'data: {"a":1}\n\n: keep-alive\n\nevent: message\ndata: {"b":2}\r\n\r\ndata: [DONE]\n\n'
+    expected = [b'{"a":1}', b'{"b":2}', b"[DONE]"]
+    for size in (1, 2, 3, 7, len(stream)):
+        chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+        assert feed_all(SSEParser(), chunks) == expected, size
+
+
+def test_data_lines_of_one_event_are_joined_and_the_space_after_the_colon_is_optional():
+    assert feed_all(SSEParser(), [b"data:first\ndata: second\n\n"]) == [b"first\nsecond"]
+
+
+def test_an_event_without_its_blank_line_is_still_read_at_the_end():
+    assert feed_all(SSEParser(), [b"data: last"]) == [b"last"]
+
+
+def test_one_endless_line_is_refused(monkeypatch):
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 1000)
+    parser = SSEParser()
+    parser.feed(b"data: " + b"x" * 600)
+    with pytest.raises(ValueError, match="size limit"):
+        parser.feed(b"x" * 600)
+
+
+def test_an_event_of_endless_data_lines_is_refused(monkeypatch):
+    # Each line is short; the event they make never ends.
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 1000)
+    parser = SSEParser()
+    with pytest.raises(ValueError, match="size limit"):
+        for _ in range(200):
+            parser.feed(b"data: 0123456789\n")
+
+
+def test_the_limit_is_per_event_not_per_stream(monkeypatch):
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 1000)
+    parser = SSEParser()
+    events = []
+    for _ in range(200):
+        events += parser.feed(b"data: 0123456789\n\n")
+    assert len(events) == 200
