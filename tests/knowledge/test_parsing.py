@@ -332,7 +332,7 @@ def test_invalid_json_is_refused_with_its_location():
 
 @pytest.mark.parametrize(
     "data",
-    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5_000 + b"1" + b"}" * 5_000, b'{"id": 1}\n' + b"[" * 100_000],
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000, b'{"id": 1}\n' + b"[" * 100_000],
     ids=["arrays", "objects", "a-json-lines-record"],
 )
 def test_json_nested_too_deeply_is_refused_as_the_files_fault(data):
