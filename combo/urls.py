@@ -2,14 +2,13 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularJSONAPIView
 
-from combo.api.docs import SwaggerUIView
+from combo.api.docs import OpenAPIDocumentView, SwaggerUIView
 from combo.health import HealthView
 
 v1 = [
     path("health", HealthView.as_view(), name="health"),
-    path("openapi.json", SpectacularJSONAPIView.as_view(), name="openapi"),
+    path("openapi.json", OpenAPIDocumentView.as_view(), name="openapi"),
     path("docs", SwaggerUIView.as_view(url_name="openapi"), name="docs"),
     path("", include("accounts.urls")),
     path("combo/", include("agents.urls")),

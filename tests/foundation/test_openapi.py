@@ -28,6 +28,23 @@ def doc(api, db) -> dict:
     return json.loads(response.content)
 
 
+@pytest.mark.parametrize(
+    ("method", "headers", "status", "code"),
+    [("PUT", {}, 405, ErrorCode.METHOD_NOT_ALLOWED), ("GET", {"HTTP_ACCEPT": "application/xml"}, 406,
+                                                     ErrorCode.NOT_ACCEPTABLE)],
+)
+def test_the_documents_own_errors_are_json_envelopes(api, db, method, headers, status, code):
+    status_, body, response = api.call(method, "/v1/openapi.json", {} if method == "PUT" else None, **headers)
+    assert (status_, body["code"]) == (status, code.code)
+    assert response["Content-Type"] == "application/json"
+    assert body["data"]["request_id"] == response["X-Request-Id"]
+
+
+def test_the_document_itself_keeps_its_media_type(api, db):
+    _, _, response = api.get("/v1/openapi.json")
+    assert response["Content-Type"] == "application/vnd.oai.openapi+json"
+
+
 def operations(doc: dict):
     for path, item in doc["paths"].items():
         for method, operation in item.items():
