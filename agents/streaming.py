@@ -358,7 +358,7 @@ async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) ->
     finally:
         timer.cancel()
     if run.error is not None:
-        body = error_body(run.error.error, run.error.message, request_id)
+        body = error_body(run.error.error, run.error.message, request_id, extra=run.error.extra)
         yield _frame("error", body)
     done = {"session_id": str(prepared.session_id), "message_id": str(prepared.message_id)}
     if run.usage is not None:

@@ -10,6 +10,7 @@ package can be tested and benchmarked on its own.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -86,6 +87,12 @@ class LLMError(ComboError):
         self.retryable = retryable
         # Seconds the upstream asked us to wait (HTTP Retry-After), if it said.
         self.retry_after = retry_after
+        if retry_after is not None:
+            # Passed on to Combo's caller as the header (non-stream) and as
+            # `data.retry_after` (both modes), in whole seconds, at least 1.
+            wait = max(1, math.ceil(retry_after))
+            self.headers["Retry-After"] = str(wait)
+            self.extra["retry_after"] = wait
 
     @property
     def upstream(self) -> bool:

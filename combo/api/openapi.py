@@ -29,7 +29,11 @@ _ERROR_DESCRIPTIONS = {
     ),
     "500": "Internal error (20001).",
     "502": "Upstream error (30001, 30005, 30006).",
-    "503": "Upstream or dependency unavailable (30003, 30004, 20002, 20003).",
+    "503": (
+        "Upstream or dependency unavailable (30003, 30004, 20002, 20003, 20004). When the language "
+        "model provider asked to wait (30003) or the server is shutting down (20004), the Retry-After "
+        "header says how long, and for 30003 `data.retry_after` too."
+    ),
     "504": "Upstream timeout (30002).",
 }
 
@@ -54,10 +58,21 @@ _COMMON_HEADERS = {
     },
 }
 
-# Only on 429: RFC 9110 delay-seconds until the window frees, never 0.
+# On 429: RFC 9110 delay-seconds until the window frees, never 0.
 _RETRY_AFTER = {
     "Retry-After": {
         "description": "Whole seconds until the window frees and the request may be retried (at least 1).",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+# On 503, when there is something to wait for: the provider's own Retry-After
+# (30003, rounded up to whole seconds) or a process that is shutting down (20004).
+_RETRY_AFTER_503 = {
+    "UnavailableRetryAfter": {
+        "description": (
+            "Sent when waiting helps: whole seconds the language model provider asked to wait (30003), "
+            "or 1 while this server process shuts down (20004)."
+        ),
         "schema": {"type": "integer", "minimum": 1},
     }
 }
@@ -137,7 +152,7 @@ def postprocess_envelope(result, generator, request, public):
             },
         },
     }
-    components.setdefault("headers", {}).update(_COMMON_HEADERS | _RETRY_AFTER)
+    components.setdefault("headers", {}).update(_COMMON_HEADERS | _RETRY_AFTER | _RETRY_AFTER_503)
     header_refs = {name: {"$ref": f"#/components/headers/{name}"} for name in _COMMON_HEADERS}
     retry_after_refs = {name: {"$ref": f"#/components/headers/{name}"} for name in _RETRY_AFTER}
 
@@ -149,6 +164,8 @@ def postprocess_envelope(result, generator, request, public):
                 response.setdefault("headers", {}).update(header_refs)
                 if status == "429":
                     response["headers"].update(retry_after_refs)
+                elif status == "503":
+                    response["headers"]["Retry-After"] = {"$ref": "#/components/headers/UnavailableRetryAfter"}
                 if not status.startswith("2"):
                     continue
                 content = response.get("content") or {}

@@ -141,6 +141,18 @@ def test_upstream_faults_map_to_their_codes_and_are_recorded(live, model, status
     assert stored[1]["error"]["code"] == code
 
 
+def test_a_provider_that_asks_to_wait_is_passed_on_as_retry_after(live):
+    # The fake upstream answers fake-429 with Retry-After: 1.
+    agent = new_agent(live, llm={"model": "fake-429"})
+    response = ask(live, agent, "busy?")
+    assert (response.status_code, response.json()["code"]) == (503, 30003)
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["data"]["retry_after"] == 1
+    _, events = stream(live, agent, "busy?")
+    error = [data for kind, data in events if kind == "error"][0]
+    assert (error["code"], error["data"]["retry_after"]) == (30003, 1)
+
+
 def test_a_failure_mid_stream_is_an_error_event_then_done(live):
     agent = new_agent(live, llm={"model": "fake-cut"})
     response, events = stream(live, agent, "cut me off")
