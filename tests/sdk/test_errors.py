@@ -105,6 +105,20 @@ def test_upstream_failures_are_upstream_errors(client, make_agent):
     assert caught.value.code // 10000 == 3 and caught.value.request_id
 
 
+def test_an_upstream_that_asked_to_wait_says_how_long(scripted):
+    from tests.sdk.conftest import Reply, envelope
+
+    busy = envelope(code=30003, message="The provider is rate limiting.", request_id="req_busy")
+    busy["data"]["retry_after"] = 3
+    server = scripted(Reply(503, busy, headers={"Retry-After": "3", "X-Request-Id": "req_busy"}))
+    with ComboAgent(api_key="ragflow-test", base_url=server.url, max_retries=0) as client:
+        with pytest.raises(UpstreamError) as caught:
+            client.completions.create(agent_id=UNKNOWN_ID, question="hi")
+    assert (caught.value.code, caught.value.retry_after) == (30003, 3.0)
+    other = error_from_envelope(envelope(code=30001, message="x", request_id="r"), status=502)
+    assert isinstance(other, UpstreamError) and other.retry_after is None
+
+
 def test_server_faults_are_server_errors(scripted):
     from tests.sdk.conftest import Reply, envelope
 

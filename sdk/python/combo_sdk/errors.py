@@ -166,7 +166,19 @@ class ServerError(ComboAPIError):
 
 
 class UpstreamError(ComboAPIError):
-    """3xxxx: the LLM provider or another external API failed or timed out."""
+    """3xxxx: the LLM provider or another external API failed or timed out.
+
+    `.retry_after`: the seconds the provider asked to wait before trying
+    again (30003, from `data.retry_after`, also sent in a stream's error
+    event), or None when it did not say.
+    """
+
+    @property
+    def retry_after(self) -> Optional[float]:
+        value = self.data.get("retry_after")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        return None
 
 
 class StreamIncompleteError(ComboError):
