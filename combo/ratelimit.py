@@ -262,16 +262,20 @@ def _spend(budget: Budget) -> Decision | None:
         # django-ratelimit's answer when the cache returned nothing (count None): a
         # real window end is never in the past.
         raise _CacheUnavailable("the cache returned no count")
+    return _decision(budget, usage["count"], usage["time_left"])
+
+
+def _decision(budget: Budget, count: int, time_left: int) -> Decision:
+    """The outcome of spending one unit of `budget`: its counter now at `count`, its window ending in `time_left` s."""
     # The window is named by its last whole second: a window ending at second w
     # still counts at w, and the next one starts at w + 1. time_left is w - now
     # (0 during the last second), so the wait is time_left + 1, never 0.
-    reset = min(max(usage["time_left"] + 1, 1), WINDOW_SECONDS)
     return Decision(
         family=budget.family,
-        limit=usage["limit"],
-        remaining=max(usage["limit"] - usage["count"], 0),
-        reset=reset,
-        allowed=not usage["should_limit"],
+        limit=budget.limit,
+        remaining=max(budget.limit - count, 0),
+        reset=min(max(time_left + 1, 1), WINDOW_SECONDS),
+        allowed=count <= budget.limit,
     )
 
 
@@ -386,13 +390,7 @@ def check_many(family: str, callers: list[tuple[Principal | None, str]]) -> list
         decisions = []
         for _ in budgets:
             (budget, window, _), count = next(spent)
-            decisions.append(Decision(
-                family=budget.family,
-                limit=budget.limit,
-                remaining=max(budget.limit - count, 0),
-                reset=min(max(window - now + 1, 1), WINDOW_SECONDS),  # as in _spend
-                allowed=count <= budget.limit,
-            ))
+            decisions.append(_decision(budget, count, window - now))
         outcomes.append(_binding(decisions) if decisions else None)
     return outcomes
 
