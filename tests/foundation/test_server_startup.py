@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from combo.server import GC_THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,23 +34,23 @@ main()
 """
 
 
-def _state_before_serving(tmp_path) -> dict:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "combo.settings", "COMBO_DATA_DIR": str(tmp_path)}
+@pytest.fixture(scope="module")
+def state(tmp_path_factory) -> dict:
+    """The server process's state just before it would serve (one process for the module's tests)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "combo.settings", "COMBO_DATA_DIR": str(tmp_path_factory.mktemp("serve"))}
     done = subprocess.run([sys.executable, "-c", SERVE], cwd=ROOT, env=env, capture_output=True, text=True, check=False,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_once_the_application_is_loaded_it_is_frozen_and_young_collections_are_rarer(tmp_path):
-    state = _state_before_serving(tmp_path)
+def test_once_the_application_is_loaded_it_is_frozen_and_young_collections_are_rarer(state):
     assert state["app_loaded"]
     assert state["frozen"] > 10_000  # Django, the apps and Twisted
     assert tuple(state["thresholds"]) == GC_THRESHOLDS
     assert GC_THRESHOLDS[0] > 700  # rarer than the interpreter's default
 
 
-def test_daphne_writes_through_twisted_web_http_itself_not_its_deprecation_proxy(tmp_path):
-    state = _state_before_serving(tmp_path)
+def test_daphne_writes_through_twisted_web_http_itself_not_its_deprecation_proxy(state):
     assert state["daphne_http_is_module"]
     assert state["daphne_http_request"] == "twisted.web.http"
