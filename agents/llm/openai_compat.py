@@ -646,10 +646,21 @@ def _loads(payload: bytes) -> Any:
     return value if end == len(text) else json.loads(text)
 
 
+# The largest count a message's token fields hold on every supported database.
+_MAX_COUNT = 2**31 - 1
+
+
 def _usage(reported: object) -> Usage | None:
     if not isinstance(reported, dict):
         return None
-    return Usage(reported.get("prompt_tokens"), reported.get("completion_tokens"))
+    return Usage(_count(reported.get("prompt_tokens")), _count(reported.get("completion_tokens")))
+
+
+def _count(value: object) -> int | None:
+    """A token count as reported, or None when it is not one (a string, a negative or absurd number)."""
+    if type(value) is int and 0 <= value <= _MAX_COUNT:
+        return value
+    return None
 
 
 def _aiohttp_available() -> bool:

@@ -103,6 +103,18 @@ def test_a_stream_without_session_creates_one_and_stores_both_turns(live):
     assert stored[1]["id"] == done["message_id"]
 
 
+def test_usage_a_provider_reports_that_is_no_count_does_not_cost_the_answer(live):
+    # fake-oddusage reports prompt_tokens as a string and completion_tokens beyond 64 bits.
+    agent = new_agent(live, llm={"model": "fake-oddusage"})
+    _, events = stream(live, agent, "odd counts")
+    done = [data for kind, data in events if kind == "done"][0]
+    assert done["usage"] == {"prompt_tokens": None, "completion_tokens": None}
+    stored = session_messages(live, done["session_id"])
+    assert [(m["role"], m["status"]) for m in stored] == [("user", "complete"), ("assistant", "complete")]
+    assert stored[1]["content"] == "".join(answer_tokens("odd counts", 12))
+    assert (stored[1]["prompt_tokens"], stored[1]["completion_tokens"]) == (None, None)
+
+
 def test_history_goes_into_the_prompt(live, upstream):
     agent = new_agent(live)
     first = ask(live, agent, "first question").json()["data"]

@@ -22,6 +22,11 @@ Behaviour is chosen by the request's `model`:
     fake-nousage                streams normally but ignores stream_options
                                 (no usage chunk), like some older servers
     fake-nostream               ignores `stream: true`: answers one JSON body
+    fake-oddusage               streams normally but reports usage no counter
+                                can hold: a string and an integer beyond 64 bits
+    fake-oddtext                streams normally, but its second token ends
+                                in a NUL and a lone UTF-16 surrogate (both
+                                valid JSON escapes, neither storable text)
 
 `max_tokens` (or `max_completion_tokens`) caps the answer (finish_reason
 "length"). Endpoints: POST /v1/chat/completions (stream true or false) and
@@ -58,6 +63,8 @@ MODELS = [
     "fake-garbage",
     "fake-nousage",
     "fake-nostream",
+    "fake-oddusage",
+    "fake-oddtext",
     "fake-500",
     "fake-429",
     "fake-401",
@@ -108,6 +115,10 @@ def _chunk(payload: bytes) -> bytes:
 def _event(data: bytes) -> bytes:
     """One SSE event, framed as one HTTP chunk (as OpenAI sends them)."""
     return _chunk(b"data: " + data + b"\n\n")
+
+
+# What fake-oddtext appends to its second token.
+ODD_TEXT = "\x00\ud800"
 
 
 def _dumps(value: Any) -> bytes:
@@ -329,6 +340,8 @@ class FakeOpenAIServer:
             if isinstance(body.get(key), int) and body[key] >= 0:
                 limit = min(limit, body[key])
         tokens = answer_tokens(_last_user_text(messages), limit)
+        if model == "fake-oddtext" and len(tokens) > 1:
+            tokens[1] += ODD_TEXT
         finish = "length" if limit < self.tokens else "stop"
         prompt_tokens = _prompt_tokens(messages)
         usage = {
@@ -336,6 +349,8 @@ class FakeOpenAIServer:
             "completion_tokens": len(tokens),
             "total_tokens": prompt_tokens + len(tokens),
         }
+        if model == "fake-oddusage":
+            usage = {"prompt_tokens": str(prompt_tokens), "completion_tokens": 2**70, "total_tokens": -1}
         self._counter += 1
         completion_id = f"chatcmpl-fake{self._counter:08d}"
         created = int(time.time())

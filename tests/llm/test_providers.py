@@ -20,7 +20,7 @@ import pytest_asyncio
 from agents.llm import registry
 from agents.llm.base import ChatMessage, ChatRequest, LLMError, Passage, Provider, Usage
 from agents.llm.offline import NOTICE, OfflineProvider, compose_answer, split_pieces
-from agents.llm.openai_compat import OpenAICompatibleProvider
+from agents.llm.openai_compat import OpenAICompatibleProvider, _usage
 from combo.errors import ComboError, ErrorCode
 from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest
 
@@ -172,6 +172,31 @@ async def test_it_tolerates_a_server_that_ignores_include_usage(
 
     assert "".join(deltas) == "You asked: No usage? tok4 tok5 tok6 tok7"
     assert usages == []
+
+
+@pytest.mark.asyncio
+async def test_usage_that_is_no_token_count_is_left_out(
+    make_provider: Callable[..., OpenAICompatibleProvider],
+) -> None:
+    # A string and an integer beyond 64 bits: neither fits a message's counters.
+    deltas, usages = await collect(make_provider(), ask("Odd usage?", model="fake-oddusage"))
+
+    assert "".join(deltas) == "You asked: Odd usage? tok4 tok5 tok6 tok7"
+    assert usages == [Usage(prompt_tokens=None, completion_tokens=None)]
+
+
+@pytest.mark.parametrize(
+    "reported, expected",
+    [
+        ({"prompt_tokens": 5, "completion_tokens": 0}, Usage(5, 0)),
+        ({"prompt_tokens": -1, "completion_tokens": 2**31}, Usage(None, None)),
+        ({"prompt_tokens": True, "completion_tokens": 3.0}, Usage(None, None)),
+        ({"prompt_tokens": 2**31 - 1}, Usage(2**31 - 1, None)),
+        ([1, 2], None),
+    ],
+)
+def test_only_token_counts_a_message_can_hold_are_kept(reported, expected) -> None:
+    assert _usage(reported) == expected
 
 
 @pytest.mark.asyncio
