@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,6 +39,21 @@ logger = logging.getLogger("combo.completions")
 # Strong references to running generations: asyncio keeps only weak ones, and a
 # detached answer must not be collected before it is saved.
 _RUNNING: set[asyncio.Task] = set()
+
+# Characters no database column stores and no UTF-8 stream carries: NUL, and
+# UTF-16 surrogates outside a pair (JSON escapes such as "\\ud800" decode to them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """`text` without NUL characters and with each lone surrogate replaced by U+FFFD.
+
+    A provider's text goes through this before anyone sees it, so what a
+    caller is shown is what the session keeps, on SQLite and PostgreSQL alike.
+    """
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(lambda match: "" if match.group() == "\x00" else "\ufffd", text)
 
 
 @dataclass
@@ -450,9 +466,11 @@ class CompletionRun:
                     if isinstance(piece, Usage):
                         self.usage = piece
                     elif piece:
-                        self.parts.append(piece)
-                        if self._waiters:
-                            self.wake()
+                        piece = storable_text(piece)
+                        if piece:
+                            self.parts.append(piece)
+                            if self._waiters:
+                                self.wake()
             finally:
                 await pieces.aclose()  # at once, also when the question could not be saved
             self.status = Message.Status.COMPLETE

@@ -115,6 +115,28 @@ def test_usage_a_provider_reports_that_is_no_count_does_not_cost_the_answer(live
     assert (stored[1]["prompt_tokens"], stored[1]["completion_tokens"]) == (None, None)
 
 
+@pytest.mark.parametrize("streamed", [True, False])
+def test_text_no_database_can_store_is_cleaned_before_it_is_shown_or_saved(live, streamed):
+    # fake-oddtext's second token ends in a NUL and a lone surrogate.
+    agent = new_agent(live, llm={"model": "fake-oddtext"})
+    tokens = answer_tokens("odd text", 12)
+    expected = tokens[0] + tokens[1] + "\ufffd" + "".join(tokens[2:])
+    if streamed:
+        _, events = stream(live, agent, "odd text")
+        assert [kind for kind, _ in events if kind not in ("comment", "message")] == ["done"]
+        text = "".join(data["answer"] for kind, data in events if kind == "message")
+        session_id = [data for kind, data in events if kind == "done"][0]["session_id"]
+    else:
+        response = ask(live, agent, "odd text")
+        assert response.status_code == 200, response.text
+        text, session_id = response.json()["data"]["answer"], response.json()["data"]["session_id"]
+    assert text == expected
+    stored = session_messages(live, session_id)
+    assert [(m["role"], m["status"], m["content"]) for m in stored] == [
+        ("user", "complete", "odd text"), ("assistant", "complete", expected),
+    ]
+
+
 def test_history_goes_into_the_prompt(live, upstream):
     agent = new_agent(live)
     first = ask(live, agent, "first question").json()["data"]
