@@ -335,6 +335,7 @@ async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) ->
 
     timer = loop.call_at(last_write + heartbeat, beat)
     sent = 0
+    error = None
     try:
         while True:
             finished = run.finished.is_set()  # read before the parts: none can be missed
@@ -355,10 +356,14 @@ async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) ->
                 continue
             if len(run.parts) == sent and not run.finished.is_set():
                 await run.changed()
+        error = run.error
+    except Exception:  # a frame that cannot be made: the stream still ends as API.md says
+        logger.exception("completion %s: the stream failed", prepared.message_id)
+        error = ComboError(ErrorCode.INTERNAL_ERROR)
     finally:
         timer.cancel()
-    if run.error is not None:
-        body = error_body(run.error.error, run.error.message, request_id, extra=run.error.extra)
+    if error is not None:
+        body = error_body(error.error, error.message, request_id, extra=error.extra)
         yield _frame("error", body)
     done = {"session_id": str(prepared.session_id), "message_id": str(prepared.message_id)}
     if run.usage is not None:

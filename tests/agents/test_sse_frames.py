@@ -83,6 +83,27 @@ async def test_a_run_that_ends_with_nothing_new_still_sends_the_references_then_
     assert parse(frames[1])[1] == {"type": "message", "answer": "", "reference": [{"id": "p1"}]}
 
 
+async def test_a_frame_that_cannot_be_made_ends_the_stream_with_an_error_then_done(caplog):
+    # Providers' text is cleaned before it reaches the run (storable_text); this is the last line of defence.
+    run = CompletionRun(prepared())
+    frames: list[bytes] = []
+
+    async def consume():
+        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
+            frames.append(frame)
+
+    task = asyncio.ensure_future(consume())
+    add(run, "fine")
+    await until(lambda: len(frames) == 1)
+    add(run, "no UTF-8 for \ud800")
+    await asyncio.wait_for(task, 5)
+    events = [parse(f) for f in frames]
+    assert [kind for kind, _ in events] == ["message", "error", "done"]
+    assert (events[1][1]["code"], events[1][1]["data"]["request_id"]) == (20001, "req-1")
+    assert events[2][1]["message_id"] == str(run.prepared.message_id)
+    assert "the stream failed" in caplog.text
+
+
 def test_a_message_frame_is_byte_for_byte_the_generic_frame():
     references = [{"id": "f:1", "file_name": "a \"b\".md", "content": "line\nnext \u00e9", "score": 0.5,
                    "position": {"page": 3}}]
