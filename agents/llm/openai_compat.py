@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import openai
+import orjson
 
 from combo.errors import ErrorCode
 
@@ -628,22 +629,21 @@ class _LeanSource:
         conn.release()  # pooled again only when the body was read to its end
 
 
-_raw_decode = json.JSONDecoder().raw_decode
-
-
 def _loads(payload: bytes) -> Any:
-    """`json.loads(payload)`, at half the cost for the usual event (one object, no padding).
+    """`json.loads(payload.decode("utf-8"))`: parsed by orjson, judged by `json` when orjson refuses.
 
-    `json.loads` of bytes first sniffs the encoding and runs two whitespace
-    regexes; an event's data is UTF-8 by the SSE spec. Anything unusual goes
-    to `json.loads`, which parses or fails exactly as it always does.
+    One event per token, so this runs tens of thousands of times a second
+    under load; orjson parses a chunk in under half the time of the standard
+    library. What orjson refuses (NaN, nesting deeper than it allows, invalid
+    UTF-8) goes to `json.loads`, which parses or fails as it always did. One
+    difference remains: orjson reads an integer beyond 64 bits as a float,
+    where `json` keeps it exact; no field read here can tell (the text, the
+    finish reason, token counts, which `_count` takes only up to 2**31 - 1).
     """
-    text = payload.decode("utf-8")
     try:
-        value, end = _raw_decode(text)
-    except ValueError:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return json.loads(payload.decode("utf-8"))
 
 
 # The largest count a message's token fields hold on every supported database.

@@ -9,6 +9,7 @@ can use (the aiohttp one only where aiohttp is installed).
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import traceback
@@ -20,7 +21,7 @@ import pytest_asyncio
 from agents.llm import registry
 from agents.llm.base import ChatMessage, ChatRequest, LLMError, Passage, Provider, Usage
 from agents.llm.offline import NOTICE, OfflineProvider, compose_answer, split_pieces
-from agents.llm.openai_compat import OpenAICompatibleProvider, _usage
+from agents.llm.openai_compat import OpenAICompatibleProvider, _loads, _usage
 from combo.errors import ComboError, ErrorCode
 from tests.fakes.openai_server import FakeOpenAIServer, RecordedRequest
 
@@ -197,6 +198,33 @@ async def test_usage_that_is_no_token_count_is_left_out(
 )
 def test_only_token_counts_a_message_can_hold_are_kept(reported, expected) -> None:
     assert _usage(reported) == expected
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"choices":[{"delta":{"content":" tok"},"finish_reason":null}],"usage":null}',
+        b' {"a": [1, 2.5, "\\u00e9\\ud83d\\ude00", true, null]} ',
+        b'{"a": NaN, "b": -Infinity}',  # orjson refuses these; json reads them
+        b'"\\ud800"',
+        b'{"a": 1, "a": 2}',
+        b'{"a": 1} {"b": 2}',
+        b'{"a": "\xff"}',
+        b"[" * 5000 + b"]" * 5000,
+        b"\xef\xbb\xbf{}",
+        b"",
+    ],
+)
+def test_event_json_is_read_as_the_standard_library_reads_it(payload) -> None:
+    def outcome(parse):
+        try:
+            return "value", parse(payload)
+        except RecursionError:
+            return "too deep", None
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+            return type(exc).__name__, None
+
+    assert repr(outcome(_loads)) == repr(outcome(lambda data: json.loads(data.decode("utf-8"))))
 
 
 @pytest.mark.asyncio
