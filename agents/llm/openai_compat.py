@@ -307,9 +307,12 @@ class OpenAICompatibleProvider(Provider):
             if not source.event_stream:
                 # A server that ignored `stream: true` and sent the whole answer.
                 event = loads(await source.body())
+                if isinstance(event, dict) and not event.get("choices") and _is_error(event):
+                    raise self._error_answer(event.get("error") or event)
                 choice = event["choices"][0]
-                if choice["message"].get("content"):
-                    yield choice["message"]["content"]
+                content = choice["message"].get("content")
+                if content:
+                    yield _text(content)
                 finished = choice.get("finish_reason") is not None
                 usage = _usage(event.get("usage"))
             else:
@@ -331,11 +334,11 @@ class OpenAICompatibleProvider(Provider):
                                 if delta:
                                     content = delta.get("content")
                                     if content:
-                                        pieces.append(content)
+                                        pieces.append(content if type(content) is str else _text(content))
                                 if choice.get("finish_reason") is not None:
                                     finished = True
-                            elif event.get("error"):
-                                raise self._error_event(event["error"])
+                            elif _is_error(event):
+                                raise self._error_event(event.get("error") or event)
                             if event.get("usage"):
                                 usage = _usage(event["usage"])
                     except Exception:
@@ -524,6 +527,16 @@ class OpenAICompatibleProvider(Provider):
             retryable=True,
         )
 
+    def _error_answer(self, error: object) -> LLMError:
+        """An `{"error": ...}` body sent with 200 instead of an answer."""
+        text = error.get("message") if isinstance(error, dict) else error
+        return LLMError(
+            ErrorCode.UPSTREAM_ERROR,
+            f"The language model at {self._where} answered with an error instead of an answer"
+            f"{self._scrubbed(text)}; check the agent's model and try again.",
+            retryable=True,
+        )
+
     def _bad_response(self, err: Exception) -> LLMError:
         return LLMError(
             ErrorCode.UPSTREAM_BAD_RESPONSE,
@@ -627,6 +640,26 @@ class _LeanSource:
             except Exception:  # noqa: BLE001 - the answer is complete already
                 pass
         conn.release()  # pooled again only when the body was read to its end
+
+
+def _is_error(event: dict) -> bool:
+    """`{"error": ...}`, or vLLM's `{"object": "error", "message": ...}`."""
+    return bool(event.get("error")) or event.get("object") == "error"
+
+
+def _text(content: object) -> str:
+    """A message's content as text: a string, or the text parts of a list of parts (as some servers send).
+
+    Anything else is a malformed answer (ValueError). Parts other than text
+    (a reasoning model's "thinking", say) are not part of the answer.
+    """
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        return "".join(
+            part["text"] for part in content if part.get("type") == "text" and isinstance(part.get("text"), str)
+        )
+    raise ValueError(f"the content is a {type(content).__name__}, not text")
 
 
 def _loads(payload: bytes) -> Any:

@@ -236,6 +236,57 @@ async def test_malformed_answers_map_to_upstream_errors(response, code):
         await provider.aclose()
 
 
+def event_stream(*events: object) -> bytes:
+    body = b"".join(b"data: " + json.dumps(event).encode() + b"\n\n" for event in events) + b"data: [DONE]\n\n"
+    return SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, 64)
+
+
+def delta(content: object) -> dict:
+    return {"choices": [{"index": 0, "delta": {"content": content}}]}
+
+
+STOP = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+WHOLE_ERROR = json.dumps({"error": {"message": "The model `gpt-x` does not exist"}}).encode()
+
+
+@pytest.mark.parametrize("transport", ["lean", "httpx"])
+@pytest.mark.parametrize(
+    "response, expected, says",
+    [
+        # Content as a list of parts, as some servers send it: the text parts are the answer.
+        (event_stream(delta("a"), delta([{"type": "thinking", "thinking": "hm"}, {"type": "text", "text": "b"}]),
+                      STOP), ("ok", "ab", None), None),
+        # Content that is not text: a malformed answer, and what came before it is kept.
+        (event_stream(delta("a"), delta(5), STOP), ("error", 30006, True, "a"), "malformed"),
+        (event_stream(delta("a"), delta({"text": "b"}), STOP), ("error", 30006, True, "a"), "malformed"),
+        # vLLM's error object mid-stream: the upstream's own words, not "malformed".
+        (event_stream(delta("a"), {"object": "error", "message": "maximum context length is 4096 tokens",
+                                   "type": "BadRequestError", "code": 400}),
+         ("error", 30001, True, "a"), "maximum context length is 4096 tokens"),
+        # An error body with 200 where a stream was asked for.
+        (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(WHOLE_ERROR)
+         + WHOLE_ERROR, ("error", 30001, True, ""), "does not exist"),
+    ],
+    ids=["text-parts", "number", "object", "vllm-error-object", "error-body-with-200"],
+)
+async def test_odd_answers_are_read_or_refused_alike_on_both_paths(response, expected, says, transport):
+    async with ScriptedServer([response], close_after=1) as server:
+        provider = OpenAICompatibleProvider(server.url, "sk-test-key-123", timeout=5, transport=transport)
+        try:
+            pieces = []
+            async for piece in provider.stream(REQUEST):
+                assert isinstance(piece, (str, Usage))
+                if isinstance(piece, str):
+                    pieces.append(piece)
+            result = ("ok", "".join(pieces), None)
+        except LLMError as exc:
+            result = ("error", exc.error.code, exc.retryable, "".join(pieces))
+            assert says in exc.message
+        finally:
+            await provider.aclose()
+    assert result == expected
+
+
 async def test_a_whole_answer_for_a_server_that_ignores_stream_true():
     whole = json.dumps({"choices": [{"message": {"content": "all at once"}, "finish_reason": "stop"}],
                         "usage": {"prompt_tokens": 1, "completion_tokens": 3}}).encode()
