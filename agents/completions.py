@@ -412,6 +412,15 @@ def completion_finish_many(outcomes: list[Outcome]) -> list[BaseException | None
 _finish_batch = Batcher(completion_finish_many)
 
 
+def _too_long() -> LLMError:
+    limit = settings.COMBO_MAX_ANSWER_CHARS
+    return LLMError(
+        ErrorCode.UPSTREAM_BAD_RESPONSE,
+        f"The language model's answer grew past {limit:,} characters, the most kept for one answer, "
+        "and was stopped there; give the agent a lower max tokens, or ask for less.",
+    )
+
+
 class _Unrecorded(Exception):
     """The run's question could not be written; its error is on the run."""
 
@@ -459,6 +468,7 @@ class CompletionRun:
         try:
             provider = llm_config.get_provider(self.prepared.provider_name)
             pieces = provider.stream(self.prepared.request)
+            room = settings.COMBO_MAX_ANSWER_CHARS
             try:
                 async for piece in pieces:
                     if self.recorded is not None:
@@ -467,10 +477,17 @@ class CompletionRun:
                         self.usage = piece
                     elif piece:
                         piece = storable_text(piece)
+                        if len(piece) > room:
+                            piece = piece[:room]
+                            room = -1
+                        else:
+                            room -= len(piece)
                         if piece:
                             self.parts.append(piece)
                             if self._waiters:
                                 self.wake()
+                        if room < 0:
+                            raise _too_long()
             finally:
                 await pieces.aclose()  # at once, also when the question could not be saved
             self.status = Message.Status.COMPLETE

@@ -317,6 +317,8 @@ COMBO_LLM_API_KEY = envsecret("COMBO_LLM_API_KEY")
 COMBO_LLM_MODEL = envstr("COMBO_LLM_MODEL", "gpt-4o-mini")
 COMBO_LLM_TIMEOUT = envfloat("COMBO_LLM_TIMEOUT", 60.0)
 COMBO_MAX_QUESTION_CHARS = envint("COMBO_MAX_QUESTION_CHARS", 8000, minimum=1)
+# Longest answer kept: a model that runs on past it is stopped there (30006).
+COMBO_MAX_ANSWER_CHARS = envint("COMBO_MAX_ANSWER_CHARS", 1_000_000, minimum=1)
 # Characters of recent session history put in the prompt, newest first.
 COMBO_PROMPT_HISTORY_CHARS = envint("COMBO_PROMPT_HISTORY_CHARS", 8000, minimum=0)
 # SSE comment heartbeat while the upstream is silent (proxies drop idle streams).

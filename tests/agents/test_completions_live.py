@@ -31,6 +31,7 @@ def live(upstream):
             "COMBO_LLM_MODEL": "fake",
             "COMBO_LLM_TIMEOUT": "2",
             "COMBO_SSE_HEARTBEAT_SECONDS": "0.2",
+            "COMBO_MAX_ANSWER_CHARS": "2000",
         }
     )
     combo.migrate()
@@ -135,6 +136,29 @@ def test_text_no_database_can_store_is_cleaned_before_it_is_shown_or_saved(live,
     assert [(m["role"], m["status"], m["content"]) for m in stored] == [
         ("user", "complete", "odd text"), ("assistant", "complete", expected),
     ]
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_an_answer_that_runs_past_the_longest_kept_is_stopped_there(live, streamed):
+    # Ten 300-character words: the fake's 12-token echo is about 3,000 characters; 2,000 are kept.
+    question = " ".join(f"{i}" + "w" * 299 for i in range(10))
+    full = "".join(answer_tokens(question, 12))
+    agent = new_agent(live)
+    if streamed:
+        _, events = stream(live, agent, question)
+        assert [kind for kind, _ in events if kind not in ("comment", "message")] == ["error", "done"]
+        text = "".join(data["answer"] for kind, data in events if kind == "message")
+        error = [data for kind, data in events if kind == "error"][0]
+        session_id = [data for kind, data in events if kind == "done"][0]["session_id"]
+    else:
+        response = ask(live, agent, question)
+        assert response.status_code == 502
+        error, session_id, text = response.json(), response.headers["x-combo-session-id"], full[:2000]
+    assert error["code"] == 30006 and "2,000 characters" in error["message"]
+    assert text == full[:2000]
+    stored = session_messages(live, session_id)
+    assert [(m["role"], m["status"]) for m in stored] == [("user", "complete"), ("assistant", "failed")]
+    assert stored[1]["content"] == full[:2000] and stored[1]["error"]["code"] == 30006
 
 
 def test_history_goes_into_the_prompt(live, upstream):
