@@ -225,7 +225,8 @@ class OpenAICompatibleProvider(Provider):
         # one reads the body in 16 KiB pieces through a C parser instead of one
         # Python-level HTTP chunk per token, halving the CPU per token.
         factory = openai.DefaultAioHttpClient if self.transport == "aiohttp" else openai.DefaultAsyncHttpxClient
-        return factory(limits=self._limits, timeout=self._timeout)
+        # Not followed, as on the lean path: a redirect says COMBO_LLM_BASE_URL is not the right address.
+        return factory(limits=self._limits, timeout=self._timeout, follow_redirects=False)
 
     def _pool(self) -> wire.Pool:
         loop = asyncio.get_running_loop()
@@ -475,6 +476,14 @@ class OpenAICompatibleProvider(Provider):
                 "check COMBO_LLM_API_KEY.",
                 retryable=False,
             )
+        if 300 <= status < 400:
+            target = _origin(err.response.headers.get("location", ""))
+            return LLMError(
+                ErrorCode.UPSTREAM_ERROR,
+                f"The language model at {where} redirected the request (HTTP {status}"
+                f"{f', to {target}' if target else ''}); set COMBO_LLM_BASE_URL to the address it should go to.",
+                retryable=False,
+            )
         detail = self._upstream_detail(err)
         if status == 429:
             return LLMError(
@@ -713,6 +722,19 @@ def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return False
+
+
+def _origin(url: str) -> str:
+    """`scheme://host[:port]` of an absolute http(s) URL, without credentials, path or query; else ''."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not host:
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _retry_after(err: openai.APIStatusError) -> float | None:

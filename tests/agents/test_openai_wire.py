@@ -287,6 +287,25 @@ async def test_odd_answers_are_read_or_refused_alike_on_both_paths(response, exp
     assert result == expected
 
 
+@pytest.mark.parametrize("transport", ["lean", "httpx"])
+async def test_a_redirect_is_not_followed_and_says_where_it_pointed(transport):
+    response = (b"HTTP/1.1 308 Permanent Redirect\r\nContent-Length: 0\r\n"
+                b"Location: https://user:secret@llm.example.com:8443/v1/chat/completions?token=abc\r\n\r\n")
+    async with ScriptedServer([response], close_after=1) as server:
+        provider = OpenAICompatibleProvider(server.url, "sk-test-key-123", timeout=5, transport=transport)
+        try:
+            with pytest.raises(LLMError) as caught:
+                async for _ in provider.stream(REQUEST):
+                    pass
+        finally:
+            await provider.aclose()
+    error = caught.value
+    assert (error.error, error.retryable) == (ErrorCode.UPSTREAM_ERROR, False)
+    assert "redirected the request (HTTP 308, to https://llm.example.com:8443)" in error.message
+    assert "COMBO_LLM_BASE_URL" in error.message
+    assert "secret" not in error.message and "token" not in error.message
+
+
 async def test_a_whole_answer_for_a_server_that_ignores_stream_true():
     whole = json.dumps({"choices": [{"message": {"content": "all at once"}, "finish_reason": "stop"}],
                         "usage": {"prompt_tokens": 1, "completion_tokens": 3}}).encode()
