@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
@@ -62,29 +65,27 @@ class AgentSessionViewSet(OwnedReadCreateDeleteViewSet):
     queryset = Session.objects.all()
     serializer_class = SessionSerializer
 
-    def get_agent(self) -> Agent:
-        return get_object_or_404(Agent.objects.filter(owner=self.request.user), id=self.kwargs["agent_id"])
-
-    def get_queryset(self):
-        return super().get_queryset().filter(agent_id=self.kwargs["agent_id"])
-
-    def _check_agent_id(self):
-        import uuid
-
-        from django.http import Http404
-
+    def _agent_id(self) -> str:
+        # Checked wherever the URL's agent_id reaches a query, whatever the action:
+        # the database refuses a malformed UUID with an error, and it must be a 404.
+        raw = self.kwargs["agent_id"]
         try:
-            uuid.UUID(str(self.kwargs["agent_id"]))
+            uuid.UUID(str(raw))
         except ValueError:
             raise Http404 from None
+        return raw
+
+    def get_agent(self) -> Agent:
+        return get_object_or_404(Agent.objects.filter(owner=self.request.user), id=self._agent_id())
+
+    def get_queryset(self):
+        return super().get_queryset().filter(agent_id=self._agent_id())
 
     def list(self, request, *args, **kwargs):
-        self._check_agent_id()
         self.get_agent()
         return super().list(request, *args, **kwargs)
 
     def create(self, request, *args, **kwargs):
-        self._check_agent_id()
         agent = self.get_agent()
         serializer = SessionSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -93,7 +94,6 @@ class AgentSessionViewSet(OwnedReadCreateDeleteViewSet):
 
     @extend_schema(responses={200: SessionDetailSerializer}, parameters=_MESSAGE_PAGE_PARAMS)
     def retrieve(self, request, *args, **kwargs):
-        self._check_agent_id()
         return Response(session_detail(request, self.get_object()))
 
 

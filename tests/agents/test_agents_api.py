@@ -115,6 +115,16 @@ def test_sessions_are_scoped_to_their_agent_and_owner(api, alice, bob):
     assert status == 204 and not Session.objects.filter(id=session_id).exists()
 
 
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_a_malformed_agent_id_on_a_session_is_a_404_for_every_action(api, alice, method):
+    agent = make_agent(api, alice)
+    _, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/sessions", {}, auth=alice.key_auth)
+    session_id = body["data"]["id"]
+    status, body, _ = api.call(method, f"/v1/combo/agents/0/sessions/{session_id}", auth=alice.key_auth)
+    assert (status, body["code"]) == (404, 10040), body
+    assert Session.objects.filter(id=session_id).exists()
+
+
 def test_it_answers_without_streaming_through_the_test_client(api, alice):
     agent = make_agent(api, alice)
     status, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/completions", {"question": "What do you do?"},
