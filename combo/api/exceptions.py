@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -45,6 +51,14 @@ def _classify(exc: Exception) -> ComboError:
         return ComboError(ErrorCode.PAYLOAD_TOO_LARGE)
     if isinstance(exc, PermissionDenied):
         return ComboError(ErrorCode.FORBIDDEN)
+    if isinstance(exc, TooManyFieldsSent):
+        # Django's DATA_UPLOAD_MAX_NUMBER_FIELDS, met while parsing a form body or a query string.
+        return ComboError(ErrorCode.BAD_REQUEST, "The request has too many fields.")
+    if isinstance(exc, TooManyFilesSent):
+        return ComboError(ErrorCode.BAD_REQUEST, "The request has too many files.")
+    if isinstance(exc, SuspiciousOperation):
+        # Django answers these 400 outside DRF too: the request's fault, not ours.
+        return ComboError(ErrorCode.BAD_REQUEST)
     if isinstance(exc, drf.ParseError):
         return ComboError(ErrorCode.MALFORMED_BODY, str(exc.detail))
     if isinstance(exc, drf.UnsupportedMediaType):

@@ -13,6 +13,7 @@ import pytest
 from django.test import override_settings
 
 from accounts.models import ApiKey
+from agents.models import Agent
 from combo.errors import ErrorCode
 from tests.foundation.helpers import assert_error, assert_ok
 
@@ -146,6 +147,23 @@ def test_a_non_numeric_content_length_is_a_400_envelope(api, alice):
     status, body, response = api.post(
         "/v1/api-keys", {"name": "x"}, auth=alice.jwt_auth, CONTENT_LENGTH="lots"
     )
+    assert_error(status, body, response, ErrorCode.BAD_REQUEST)
+
+
+def test_a_form_body_with_too_many_fields_is_a_400_envelope_not_a_crash(api, alice, settings):
+    raw = "&".join(f"name={i}" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)).encode()
+    before = Agent.objects.count()
+    status, body, response = api.post(
+        "/v1/combo/agents", raw=raw, content_type="application/x-www-form-urlencoded", auth=alice.key_auth
+    )
+    assert_error(status, body, response, ErrorCode.BAD_REQUEST)
+    assert "too many fields" in body["message"]
+    assert Agent.objects.count() == before
+
+
+def test_a_query_string_with_too_many_fields_is_a_400_envelope(api, alice, settings):
+    query = "&".join(f"x={i}" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    status, body, response = api.get(f"/v1/combo/agents?{query}", auth=alice.key_auth)
     assert_error(status, body, response, ErrorCode.BAD_REQUEST)
 
 
