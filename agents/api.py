@@ -54,7 +54,14 @@ def session_detail(request, session: Session) -> dict:
 
 
 _MESSAGE_PAGE_PARAMS = [
-    OpenApiParameter("limit", int, description="Messages per page (default 20, at most 100)."),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": OldestFirstCursorPagination.max_page_size},
+        description=(
+            f"Messages per page (default {OldestFirstCursorPagination.page_size}, "
+            f"at most {OldestFirstCursorPagination.max_page_size})."
+        ),
+    ),
     OpenApiParameter("cursor", str, description="The `messages.next_cursor` of the previous page."),
 ]
 

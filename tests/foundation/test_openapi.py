@@ -249,6 +249,21 @@ def test_the_deprecated_operation_is_marked_and_others_are_not(doc):
     assert others == []
 
 
+# --- the document says what the server does ---------------------------------------
+
+
+def test_every_limit_parameter_states_the_bounds_the_server_enforces(doc, settings):
+    seen = 0
+    for path, method, operation in operations(doc):
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "query" and parameter["name"] == "limit":
+                schema = parameter["schema"]
+                assert (schema["type"], schema.get("minimum"), schema.get("maximum")) == (
+                    "integer", 1, settings.API_PAGE_SIZE_MAX), (path, method)
+                seen += 1
+    assert seen >= 8  # the lists, and the message pages of a session
+
+
 # --- Swagger UI, offline ------------------------------------------------------------
 
 
