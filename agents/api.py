@@ -25,6 +25,7 @@ from agents.serializers import (
     SessionSerializer,
 )
 from combo.api.pagination import OldestFirstCursorPagination
+from combo.api.parsers import StrictJSONParser
 from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin, OwnedReadCreateDeleteViewSet
 
 
@@ -144,6 +145,9 @@ class CompletionsSchemaView(APIView):
     """
 
     extra_error_statuses = ["502", "503", "504"]
+    # agents.streaming reads the body as JSON only (a form body is 415), so the
+    # document offers that one request media type.
+    parser_classes = [StrictJSONParser]
 
     @extend_schema(
         operation_id="combo_agents_completions_create",

@@ -264,6 +264,17 @@ def test_every_limit_parameter_states_the_bounds_the_server_enforces(doc, settin
     assert seen >= 8  # the lists, and the message pages of a session
 
 
+def test_completions_document_the_one_request_media_type_they_take(api, alice, doc):
+    operation = doc["paths"]["/v1/combo/agents/{agent_id}/completions"]["post"]
+    assert set(operation["requestBody"]["content"]) == {"application/json"}
+    _, agent, _ = api.post("/v1/combo/agents", {"name": "a"}, auth=alice.key_auth)
+    status, body, _ = api.post(
+        f"/v1/combo/agents/{agent['data']['id']}/completions", raw=b"question=hi",
+        content_type="application/x-www-form-urlencoded", auth=alice.key_auth,
+    )
+    assert (status, body["code"]) == (415, ErrorCode.UNSUPPORTED_MEDIA_TYPE.code)
+
+
 # --- Swagger UI, offline ------------------------------------------------------------
 
 
