@@ -144,8 +144,17 @@ def postprocess_envelope(result, generator, request, public):
                     "request_id": {"type": "string"},
                     "errors": {
                         "type": "object",
-                        "additionalProperties": {"type": "array", "items": {}},
-                        "description": "Per-field messages, on validation errors only.",
+                        # An object-valued field (an agent's `llm`) nests its own fields' messages.
+                        "additionalProperties": {
+                            "oneOf": [
+                                {"type": "array", "items": {}},
+                                {"type": "object", "additionalProperties": True},
+                            ]
+                        },
+                        "description": (
+                            "Per-field messages, on validation errors only: a list of messages, or for a "
+                            "field that is an object, the same mapping for its own fields."
+                        ),
                     },
                 },
                 "additionalProperties": True,

@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver
+from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
 from combo.errors import ErrorCode
@@ -273,6 +274,12 @@ def test_completions_document_the_one_request_media_type_they_take(api, alice, d
         content_type="application/x-www-form-urlencoded", auth=alice.key_auth,
     )
     assert (status, body["code"]) == (415, ErrorCode.UNSUPPORTED_MEDIA_TYPE.code)
+
+
+def test_a_nested_validation_error_matches_the_documented_error_envelope(api, alice, doc):
+    status, body, _ = api.post("/v1/combo/agents", {"name": "a", "llm": {"colour": "red"}}, auth=alice.key_auth)
+    assert status == 400 and body["data"]["errors"] == {"llm": {"colour": ["Unknown field."]}}
+    OAS30Validator(doc["components"]["schemas"]["ErrorEnvelope"]).validate(body)
 
 
 # --- Swagger UI, offline ------------------------------------------------------------
