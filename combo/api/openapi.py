@@ -9,8 +9,10 @@ and the error-code table (from combo.errors) to the description.
 from __future__ import annotations
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.plumbing import force_instance
 
 from combo import ratelimit
+from combo.api.serializers import StrictSerializerMixin
 from combo.errors import ErrorCode, markdown_table
 
 _ERROR_DESCRIPTIONS = {
@@ -96,6 +98,14 @@ class EnvelopeAutoSchema(AutoSchema):
             extra = extra.get(getattr(self.view, "action", None), [])
         statuses += list(extra)
         return sorted(set(statuses))
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        # StrictSerializerMixin refuses an unknown field with 10001; say so, so that
+        # clients and validators do not take extra properties for harmless.
+        if direction == "request" and isinstance(force_instance(serializer), StrictSerializerMixin):
+            schema["additionalProperties"] = False
+        return schema
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)

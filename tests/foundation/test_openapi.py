@@ -282,6 +282,17 @@ def test_a_nested_validation_error_matches_the_documented_error_envelope(api, al
     OAS30Validator(doc["components"]["schemas"]["ErrorEnvelope"]).validate(body)
 
 
+def test_request_bodies_that_refuse_unknown_fields_say_so(api, alice, doc):
+    schemas = doc["components"]["schemas"]
+    for name in ("AgentRequest", "PatchedAgentRequest", "LLMChoiceRequest", "CompletionRequestRequest",
+                 "WebhookRequest", "PatchedWebhookRequest", "ApiKeyCreateRequest", "SessionRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+    # Response schemas stay open: a client must tolerate a field added later.
+    assert "additionalProperties" not in schemas["Agent"]
+    status, body, _ = api.post("/v1/combo/agents", {"name": "a", "colour": "red"}, auth=alice.key_auth)
+    assert (status, body["data"]["errors"]) == (400, {"colour": ["Unknown field."]})
+
+
 # --- Swagger UI, offline ------------------------------------------------------------
 
 
