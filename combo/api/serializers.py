@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.http import QueryDict
 from rest_framework import serializers
 
 
@@ -14,4 +15,16 @@ class StrictSerializerMixin:
             unknown = sorted(set(data) - writable)
             if unknown:
                 raise serializers.ValidationError({field: ["Unknown field."] for field in unknown})
+        # Nor is a known field silently dropped: a form or multipart body carries only
+        # strings, and DRF ignores an object-valued field (an agent's `llm`) sent in one.
+        if isinstance(data, QueryDict):
+            objects = sorted(
+                name for name, field in self.fields.items()
+                if name in data and not field.read_only and isinstance(field, serializers.BaseSerializer)
+            )
+            if objects:
+                raise serializers.ValidationError(
+                    {name: ["This field is an object; send the request body as application/json."]
+                     for name in objects}
+                )
         return super().to_internal_value(data)

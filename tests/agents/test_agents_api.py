@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from agents.models import Agent, Message, Session
 
@@ -37,6 +38,22 @@ def test_it_rejects_unknown_fields_and_overlong_names(api, alice):
     status, body, _ = api.post("/v1/combo/agents", {"name": "x" * 101}, auth=alice.key_auth)
     assert status == 400 and "name" in body["data"]["errors"]
     assert not Agent.objects.exists()
+
+
+def test_an_llm_choice_in_a_form_body_is_refused_not_dropped(api, alice):
+    status, body, _ = api.call(
+        "POST", "/v1/combo/agents", raw=b'name=x&llm={"temperature": 1.5}',
+        content_type="application/x-www-form-urlencoded", auth=alice.key_auth,
+    )
+    assert (status, body["code"]) == (400, 10001) and "application/json" in body["data"]["errors"]["llm"][0]
+    assert not Agent.objects.exists()
+    agent = make_agent(api, alice)
+    response = api.client.patch(
+        f"/v1/combo/agents/{agent['id']}", data=encode_multipart(BOUNDARY, {"llm": '{"temperature": 1.5}'}),
+        content_type=MULTIPART_CONTENT, **alice.key_auth,
+    )
+    assert response.status_code == 400 and "llm" in response.json()["data"]["errors"]
+    assert Agent.objects.get(id=agent["id"]).temperature is None
 
 
 def test_it_updates_part_of_an_agent(api, alice):
