@@ -7,7 +7,9 @@ from rest_framework import serializers
 
 
 class StrictSerializerMixin:
-    """Unknown fields are an error, not silently dropped: a typo must not pass."""
+    # Unknown fields are an error, not silently dropped: a typo must not pass.
+    # (A comment, not a docstring: drf-spectacular would inherit a docstring as
+    # the description of every serializer built on this mixin, responses included.)
 
     def to_internal_value(self, data):
         if isinstance(data, dict):

@@ -293,6 +293,12 @@ def test_request_bodies_that_refuse_unknown_fields_say_so(api, alice, doc):
     assert (status, body["data"]["errors"]) == (400, {"colour": ["Unknown field."]})
 
 
+def test_no_schema_borrows_a_shared_helpers_docstring_as_its_description(doc):
+    leaked = [name for name, schema in doc["components"]["schemas"].items()
+              if "typo must not pass" in schema.get("description", "")]
+    assert leaked == []
+
+
 # --- Swagger UI, offline ------------------------------------------------------------
 
 
