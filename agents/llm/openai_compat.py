@@ -309,7 +309,7 @@ class OpenAICompatibleProvider(Provider):
                 # A server that ignored `stream: true` and sent the whole answer.
                 event = loads(await source.body())
                 if isinstance(event, dict) and not event.get("choices") and _is_error(event):
-                    raise self._error_answer(event.get("error") or event)
+                    raise self._reported_error(event.get("error") or event, mid_answer=False)
                 choice = event["choices"][0]
                 content = choice["message"].get("content")
                 if content:
@@ -339,7 +339,7 @@ class OpenAICompatibleProvider(Provider):
                                 if choice.get("finish_reason") is not None:
                                     finished = True
                             elif _is_error(event):
-                                raise self._error_event(event.get("error") or event)
+                                raise self._reported_error(event.get("error") or event)
                             if event.get("usage"):
                                 usage = _usage(event["usage"])
                     except Exception:
@@ -526,23 +526,16 @@ class OpenAICompatibleProvider(Provider):
             )
         return self._bad_response(err)
 
-    def _error_event(self, error: object) -> LLMError:
-        """An `{"error": ...}` event inside the stream."""
+    def _reported_error(self, error: object, *, mid_answer: bool = True) -> LLMError:
+        """The upstream's own `{"error": ...}`: an event inside the stream, or a 200 body instead of an answer."""
         text = error.get("message") if isinstance(error, dict) else error
-        return LLMError(
-            ErrorCode.UPSTREAM_ERROR,
-            f"The language model at {self._where} reported an error mid-answer"
-            f"{self._scrubbed(text)}; try again.",
-            retryable=True,
+        said, advice = (
+            ("reported an error mid-answer", "try again") if mid_answer
+            else ("answered with an error instead of an answer", "check the agent's model and try again")
         )
-
-    def _error_answer(self, error: object) -> LLMError:
-        """An `{"error": ...}` body sent with 200 instead of an answer."""
-        text = error.get("message") if isinstance(error, dict) else error
         return LLMError(
             ErrorCode.UPSTREAM_ERROR,
-            f"The language model at {self._where} answered with an error instead of an answer"
-            f"{self._scrubbed(text)}; check the agent's model and try again.",
+            f"The language model at {self._where} {said}{self._scrubbed(text)}; {advice}.",
             retryable=True,
         )
 

@@ -32,6 +32,17 @@ async def until(condition):
     raise AssertionError("the reader did not get there")
 
 
+def read_frames(run) -> tuple[asyncio.Future, list[bytes]]:
+    """A reader of the run's frames, started now: (its task, the frames it has so far)."""
+    frames: list[bytes] = []
+
+    async def consume():
+        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
+            frames.append(frame)
+
+    return asyncio.ensure_future(consume()), frames
+
+
 def add(run, *parts):
     for part in parts:
         run.parts.append(part)
@@ -40,13 +51,7 @@ def add(run, *parts):
 
 async def test_parts_ready_together_share_a_frame_and_the_last_carries_the_references():
     run = CompletionRun(prepared())
-    frames: list[bytes] = []
-
-    async def consume():
-        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
-            frames.append(frame)
-
-    task = asyncio.ensure_future(consume())
+    task, frames = read_frames(run)
     add(run, "a")
     await until(lambda: len(frames) == 1)
     add(run, "b", "c")  # both before the reader wakes: one frame
@@ -67,13 +72,7 @@ async def test_parts_ready_together_share_a_frame_and_the_last_carries_the_refer
 
 async def test_a_run_that_ends_with_nothing_new_still_sends_the_references_then_done():
     run = CompletionRun(prepared())
-    frames: list[bytes] = []
-
-    async def consume():
-        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
-            frames.append(frame)
-
-    task = asyncio.ensure_future(consume())
+    task, frames = read_frames(run)
     add(run, "x")
     await until(lambda: len(frames) == 1)
     run.finished.set()
@@ -86,13 +85,7 @@ async def test_a_run_that_ends_with_nothing_new_still_sends_the_references_then_
 async def test_a_frame_that_cannot_be_made_ends_the_stream_with_an_error_then_done(caplog):
     # Providers' text is cleaned before it reaches the run (storable_text); this is the last line of defence.
     run = CompletionRun(prepared())
-    frames: list[bytes] = []
-
-    async def consume():
-        async for frame in streaming.sse_frames(run, run.prepared, "req-1"):
-            frames.append(frame)
-
-    task = asyncio.ensure_future(consume())
+    task, frames = read_frames(run)
     add(run, "fine")
     await until(lambda: len(frames) == 1)
     add(run, "no UTF-8 for \ud800")
