@@ -17,6 +17,8 @@ one at a time per event loop.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -96,6 +98,9 @@ class Batcher(Generic[Item, Result]):
 
 Record = TypeVar("Record")
 
+# How long one hop of a CheckThenRecord keeps the database thread.
+HOP_SECONDS = 0.05
+
 
 class CheckThenRecord(Generic[Item, Result, Record]):
     """A batched step in two halves: checks that read, then the writes they lead to.
@@ -111,6 +116,11 @@ class CheckThenRecord(Generic[Item, Result, Record]):
     the records. The next batch starts after that, so a check never runs
     ahead of the records of earlier checks (a question sees the questions
     asked before it in its session).
+
+    The database thread takes the next batch itself, as soon as one is
+    written, for as long as items are waiting: it does not wait for the event
+    loop to send it (measured at 500 simultaneous questions, a busy loop left
+    the thread idle 10 to 30 ms between batches, 40% of the burst).
 
     `orphan(result, recorded)` is called with results whose caller stopped
     waiting; their records are written all the same.
@@ -128,47 +138,79 @@ class CheckThenRecord(Generic[Item, Result, Record]):
         self._record = record
         self._max_batch = max_batch
         self._orphan = orphan
+        # Per loop: the items waiting for a batch, and the batch in the thread.
+        # Both threads use them, under the lock.
+        self._lock = threading.Lock()
         self._pending: dict[asyncio.AbstractEventLoop, list[tuple[Item, asyncio.Future]]] = {}
+        self._in_hop: dict[asyncio.AbstractEventLoop, list[tuple[Item, asyncio.Future]]] = {}
         self._tasks: set[asyncio.Task] = set()
 
     async def __call__(self, item: Item) -> tuple[Result, asyncio.Future]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = []
-            # Starts on the next loop turn, so items arriving in this one join.
-            task = loop.create_task(self._drain(loop, pending))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        pending.append((item, future))
+        with self._lock:
+            pending = self._pending.get(loop)
+            if pending is None:
+                pending = self._pending[loop] = []
+                # Starts on the next loop turn, so items arriving in this one join.
+                task = loop.create_task(self._drain(loop, pending))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            pending.append((item, future))
         return await future
 
     async def _drain(self, loop: asyncio.AbstractEventLoop, pending: list) -> None:
+        hop = sync_to_async(self._hop, thread_sensitive=True)
         try:
-            while pending:
-                batch = pending[: self._max_batch]
-                del pending[: self._max_batch]
-                try:
-                    await sync_to_async(self._hop, thread_sensitive=True)(loop, batch)
-                except BaseException as exc:  # handed to every waiter not served yet
-                    cancelled = isinstance(exc, asyncio.CancelledError)
-                    for _, future in batch + (pending if cancelled else []):
-                        if future.done():
-                            continue
-                        if cancelled:
-                            future.cancel()
-                        else:
-                            future.set_exception(exc)
-                    if cancelled:
-                        pending.clear()
-                        raise
-        finally:
-            if self._pending.get(loop) is pending:
-                del self._pending[loop]
+            while await hop(loop, pending):
+                pass  # the hop used its time; others who share the thread go first
+        except BaseException as exc:  # handed to every waiter not served yet
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            with self._lock:
+                unserved = self._in_hop.pop(loop, []) + pending
+                pending.clear()  # the thread takes no further batch
+                if self._pending.get(loop) is pending:
+                    del self._pending[loop]
+            for _, future in unserved:
+                if future.done():
+                    continue
+                if cancelled:
+                    future.cancel()
+                else:
+                    future.set_exception(exc)
+            if cancelled:
+                raise
 
-    def _hop(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
-        """In the database thread: check, hand the results over, then write the records."""
+    def _next_batch(self, loop: asyncio.AbstractEventLoop, pending: list) -> list:
+        with self._lock:
+            batch = pending[: self._max_batch]
+            del pending[: self._max_batch]
+            if batch:
+                self._in_hop[loop] = batch
+            else:
+                self._in_hop.pop(loop, None)
+                if self._pending.get(loop) is pending:
+                    del self._pending[loop]  # the next caller starts a new hop
+            return batch
+
+    def _hop(self, loop: asyncio.AbstractEventLoop, pending: list) -> bool:
+        """In the database thread: batch after batch while items wait, for up to HOP_SECONDS.
+
+        True if items may still be waiting: the thread is shared (other
+        batched steps, Django's sync code), so a long burst is served in
+        several hops, with theirs in between.
+        """
+        deadline = time.monotonic() + HOP_SECONDS
+        while batch := self._next_batch(loop, pending):
+            self._hop_one(loop, batch)
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    self._in_hop.pop(loop, None)
+                return True
+        return False
+
+    def _hop_one(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
+        """Check one batch, hand the results over, then write the records."""
         try:
             results = self._check([item for item, _ in batch])
             if len(results) != len(batch):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
 from accounts import services as accounts
 from accounts.models import ApiKey
@@ -17,6 +19,7 @@ from agents.completions import (
     completion_record_many,
 )
 from agents.models import Message, Session
+from combo import batching
 from combo.batching import CheckThenRecord
 from combo.errors import ErrorCode
 
@@ -80,6 +83,57 @@ async def test_a_check_never_runs_ahead_of_the_records_of_earlier_checks():
     await second
     await first_recorded
     assert log[:3] == ["check [1]", "record [1]", "check [2]"]
+
+
+async def test_the_database_thread_takes_the_next_batch_without_waiting_for_the_loop():
+    queued = threading.Event()
+    checked: dict[tuple, float] = {}
+
+    def check(items):
+        checked[tuple(items)] = time.monotonic()
+        return [(i, i) for i in items]
+
+    def record(rows):
+        if rows == [1]:
+            queued.wait(5)  # the second question is waiting before this batch ends
+        return [None] * len(rows)
+
+    pipeline = CheckThenRecord(check, record)
+    await pipeline(1)  # checked; its record is held
+    second = asyncio.ensure_future(pipeline(2))
+    await asyncio.sleep(0)  # the second question joins the queue
+    queued.set()
+    time.sleep(0.3)  # the event loop is busy and can send the thread nothing
+    busy_until = time.monotonic()
+    await asyncio.wait_for(second, 5)
+    assert checked[(2,)] < busy_until
+
+
+async def test_a_long_burst_leaves_the_thread_to_others_between_hops(monkeypatch):
+    monkeypatch.setattr(batching, "HOP_SECONDS", 0.0)  # every batch is a hop of its own
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+    log: list[str] = []
+
+    def check(items):
+        log.append(f"check {items}")
+        return [(i, i) for i in items]
+
+    def record(rows):
+        if rows == [1]:
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
+        log.append(f"record {rows}")
+        return [None] * len(rows)
+
+    pipeline = CheckThenRecord(check, record)
+    await pipeline(1)
+    second = asyncio.ensure_future(pipeline(2))
+    await asyncio.sleep(0)
+    other = asyncio.ensure_future(sync_to_async(log.append, thread_sensitive=True)("other work"))
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(second, other), 5)
+    assert log == ["check [1]", "record [1]", "other work", "check [2]", "record [2]"]
 
 
 async def test_a_result_whose_caller_left_is_orphaned_and_still_recorded():
