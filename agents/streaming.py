@@ -114,6 +114,7 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
     accepted: list[tuple[int, PrepareSpec, bool, dict[str, str], ApiKey | None]] = []
     for (index, principal), decision in zip(authorized, decisions):
         ask = asks[index]
+        limit_headers: dict[str, str] = {}
         try:
             if isinstance(decision, ComboError):
                 raise decision
@@ -127,7 +128,7 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
             )
             accepted.append((index, spec, data["stream"], limit_headers, principal.api_key))
         except ComboError as exc:
-            results[index] = exc
+            results[index] = _counted(exc, limit_headers)
         except Exception as exc:  # noqa: BLE001 - this request fails, not the batch
             logger.exception("completion request failed before streaming")
             results[index] = exc
@@ -135,12 +136,19 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
         checked = completion_check_many([spec for _, spec, _, _, _ in accepted])
         for (index, _, stream, limit_headers, api_key), result in zip(accepted, checked):
             if isinstance(result, BaseException):
-                results[index] = result
+                results[index] = _counted(result, limit_headers) if isinstance(result, ComboError) else result
             else:
                 prepared, record = result
                 record.api_key = api_key
                 results[index] = ((prepared, stream, limit_headers), record)
     return results  # type: ignore[return-value]
+
+
+def _counted(error: ComboError, limit_headers: dict[str, str]) -> ComboError:
+    """A request refused after it was counted still says what is left of its budget (docs/rate-limits.md)."""
+    if limit_headers:
+        error.headers = {**limit_headers, **error.headers}
+    return error
 
 
 def _is_json(content_type: str) -> bool:

@@ -45,9 +45,14 @@ _COMMON_HEADERS = {
         "schema": {"type": "string"},
     },
     # Sent on every response of a request that was counted (docs/rate-limits.md);
-    # absent when the request was refused before counting (401) or the limit store is down.
+    # absent when the request was refused before counting (401, 403, 405, 406,
+    # 413, 415, an unknown path) or the limit store is down.
     "X-RateLimit-Limit": {
-        "description": "Requests allowed per minute for this operation's family and this caller.",
+        "description": (
+            "Requests allowed per minute for this operation's family and this caller. The three X-RateLimit "
+            "headers are on every counted response, absent when a request is refused before it is counted "
+            "(401, 403, 405, 406, 413, 415)."
+        ),
         "schema": {"type": "integer", "minimum": 0},
     },
     "X-RateLimit-Remaining": {

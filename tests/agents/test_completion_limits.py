@@ -44,3 +44,21 @@ def test_a_stream_counts_once_and_auth_failures_count_nothing(api, alice):
     status, _, response = ask(api, alice, agent)
     assert status == 200 and response["X-RateLimit-Remaining"] == "0"
     assert ask(api, alice, agent)[0] == 429
+
+
+@override_settings(RATE_LIMITS={"completions": 5, "uploads": 10, "default": 300, "login": 10, "webhook": 300})
+def test_a_question_refused_after_it_was_counted_still_says_what_is_left(api, alice):
+    agent = make_agent(api, alice)["id"]
+    url = f"/v1/combo/agents/{agent}/completions"
+    refused = [
+        api.post(url, {"question": ""}, auth=alice.key_auth),  # validation
+        api.post(url, {"question": "hi", "session_id": "00000000-0000-4000-8000-000000000000"},
+                 auth=alice.key_auth),  # no such session
+        api.post("/v1/combo/agents/00000000-0000-4000-8000-000000000000/completions", {"question": "hi"},
+                 auth=alice.key_auth),  # no such agent
+    ]
+    assert [(status, body["code"]) for status, body, _ in refused] == [(400, 10001), (404, 10040), (404, 10040)]
+    assert [response["X-RateLimit-Remaining"] for _, _, response in refused] == ["4", "3", "2"]
+    assert all(response["X-RateLimit-Limit"] == "5" for _, _, response in refused)
+    status, _, response = ask(api, alice, agent)
+    assert status == 200 and response["X-RateLimit-Remaining"] == "1"
