@@ -7,13 +7,14 @@ cursor is opaque (DRF's base64 encoding of the position).
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination as DRFCursorPagination
 from rest_framework.response import Response
 
 
 class CursorPagination(DRFCursorPagination):
-    ordering = ("-created_at", "-id")
+    ordering = ("-created_at", "-id")  # the position in a cursor is a created_at (decode_cursor)
     page_size = settings.API_PAGE_SIZE_DEFAULT
     max_page_size = settings.API_PAGE_SIZE_MAX
     page_size_query_param = "limit"
@@ -36,6 +37,22 @@ class CursorPagination(DRFCursorPagination):
             return super().paginate_queryset(queryset, request, view)
         except NotFound:
             raise ValidationError({"cursor": ["This cursor is not valid; start again without it."]}) from None
+
+    def decode_cursor(self, request):
+        """DRF's decoding, plus a check of the position it carries (a time: both orderings start with created_at).
+
+        DRF hands the position to the database as it is: a cursor edited to
+        carry anything else failed there, as a 500.
+        """
+        cursor = super().decode_cursor(request)  # NotFound for what does not decode
+        if cursor is not None and cursor.position is not None:
+            try:
+                valid = parse_datetime(cursor.position) is not None
+            except ValueError:  # well formed but impossible ("2026-13-45")
+                valid = False
+            if not valid:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def encode_cursor(self, cursor):
         # DRF returns a full URL; API.md promises an opaque cursor value instead.

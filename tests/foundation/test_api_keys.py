@@ -6,12 +6,14 @@ may see or touch the other's.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
 import uuid
 import zlib
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 import time_machine
@@ -291,6 +293,24 @@ def test_a_forged_cursor_is_10001(api, alice):
     assert list(data["errors"]) == ["cursor"]
 
 
+@pytest.mark.parametrize("position", ["notadate", "2026-13-45", "2026-11-27 10:00:00+99:00", "\x00", ""])
+def test_a_cursor_edited_to_carry_another_position_is_10001(api, alice, position):
+    # What DRF's cursors decode to: a query string, base64-encoded.
+    forged = base64.b64encode(urlencode({"p": position, "r": "1"}).encode()).decode()
+    status, body, response = api.get(f"/v1/api-keys?{urlencode({'cursor': forged})}", auth=alice.jwt_auth)
+    data = assert_error(status, body, response, ErrorCode.VALIDATION_FAILED)
+    assert list(data["errors"]) == ["cursor"]
+
+
+def test_a_cursor_edited_to_another_valid_position_pages_from_there(api, alice):
+    create(api, alice, name="later")
+    ApiKey.objects.filter(name="later").update(created_at=timezone.now() + timedelta(hours=1))
+    position = (timezone.now() + timedelta(minutes=30)).isoformat(sep=" ")
+    forged = base64.b64encode(urlencode({"p": position}).encode()).decode()
+    status, body, response = api.get(f"/v1/api-keys?{urlencode({'cursor': forged})}", auth=alice.jwt_auth)
+    assert [item["name"] for item in assert_ok(status, body, response)["items"]] == ["alice's key"]
+
+
 # --- last_used_at -----------------------------------------------------------------
 
 
@@ -332,3 +352,4 @@ def test_a_refused_key_does_not_touch_last_used_at(api, alice):
 def test_a_jwt_does_not_touch_last_used_at(api, alice):
     api.get("/v1/api-keys", auth=alice.jwt_auth)
     assert ApiKey.objects.get(owner=alice.user).last_used_at is None
+
