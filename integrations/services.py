@@ -243,6 +243,9 @@ def _parse_event(body: bytes):
     return payload
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _storable_problem(payload) -> str | None:
     """Why the payload cannot be stored and re-encoded safely, walking it without recursion."""
     stack = [(payload, 1)]
@@ -254,6 +257,9 @@ def _storable_problem(payload) -> str | None:
             if "\x00" in value:
                 # PostgreSQL's jsonb and text cannot store U+0000.
                 return "The event body must not contain NUL (\\u0000) characters."
+            if _SURROGATE.search(value):
+                # A JSON escape such as "\\ud800" alone decodes to text no UTF-8 can carry.
+                return "The event body must not contain unpaired UTF-16 surrogates (\\ud800-\\udfff)."
         elif isinstance(value, dict):
             stack.extend((key, depth) for key in value)
             stack.extend((item, depth + 1) for item in value.values())

@@ -112,6 +112,12 @@ def _case(name):
         if name == "json with a NUL character":
             raw = b'{"question": "nul \\u0000 here"}'
             return {}, raw, sign(secret, raw), None
+        if name == "json with a lone surrogate":
+            raw = b'{"question": "hi \\ud800 there"}'
+            return {}, raw, sign(secret, raw), None
+        if name == "json with a lone surrogate in a key":
+            raw = b'{"question": "hi", "\\udfff": 1}'
+            return {}, raw, sign(secret, raw), None
         if name == "json nested too deep":
             raw = b'{"question": "q", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
             return {}, raw, sign(secret, raw), None
@@ -144,6 +150,8 @@ REFUSALS = [
     ("not json", 400, 10146),
     ("json but not an object", 400, 10146),
     ("json with a NUL character", 400, 10146),
+    ("json with a lone surrogate", 400, 10146),
+    ("json with a lone surrogate in a key", 400, 10146),
     ("json nested too deep", 400, 10146),
     ("no question", 400, 10148),
     ("template renders empty", 400, 10148),
