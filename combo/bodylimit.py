@@ -11,6 +11,7 @@ network; see deploy/nginx.conf.)
 from __future__ import annotations
 
 import json
+import re
 
 from django.conf import settings
 
@@ -19,6 +20,7 @@ from combo.api.middleware import new_request_id
 from combo.errors import ErrorCode
 
 UPLOAD_PATH = "/v1/combo/files"
+WEBHOOK_EVENTS = re.compile(r"^/v1/integrations/webhooks/[^/]+/events/?$")
 
 
 def _limit(path: str, headers: dict[bytes, bytes]) -> int | None:
@@ -60,14 +62,21 @@ def body_limit(app):
         if scope["type"] != "http":
             return await app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        limit = _limit(scope.get("path", ""), headers)
+        path = scope.get("path", "")
+        limit = _limit(path, headers)
         if limit is None:
             return await app(scope, receive, send)
+        # A webhook's events refuse an oversized body themselves, and store the
+        # refusal as a delivery (docs/webhooks.md): the view reads no more than
+        # its own limit + 1 bytes, so it is handed at most that many.
+        webhook = WEBHOOK_EVENTS.match(path) is not None
+        if webhook:
+            limit = settings.COMBO_WEBHOOK_MAX_BODY_BYTES
         declared = headers.get(b"content-length")
         if declared is not None:
             # The server frames the body by Content-Length, so it cannot exceed it.
-            if declared.isdigit() and int(declared) > limit:
-                return await _refuse(send, headers, limit, scope.get("path", ""))
+            if declared.isdigit() and int(declared) > limit and not webhook:
+                return await _refuse(send, headers, limit, path)
             return await app(scope, receive, send)
         # No Content-Length (chunked): read up to the limit here, then replay.
         messages, size = [], 0
@@ -78,7 +87,10 @@ def body_limit(app):
                 break
             size += len(message.get("body", b""))
             if size > limit:
-                return await _refuse(send, headers, limit, scope.get("path", ""))
+                if not webhook:
+                    return await _refuse(send, headers, limit, path)
+                messages.append({"type": "http.request", "body": b"", "more_body": False})
+                break
             if not message.get("more_body", False):
                 break
         replay = iter(messages)
@@ -86,6 +98,11 @@ def body_limit(app):
         async def replaying_receive():
             return next(replay, None) or await receive()
 
+        # The body is whole (or cut at the limit) now: say how long it is. Django's
+        # WSGI request reads only Content-Length bytes, so without one a chunked
+        # body reached its views empty.
+        read = sum(len(message.get("body", b"")) for message in messages if message["type"] == "http.request")
+        scope = {**scope, "headers": [*scope.get("headers", []), (b"content-length", str(read).encode())]}
         await app(scope, replaying_receive, send)
 
     return wrapper

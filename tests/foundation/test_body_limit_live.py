@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 
+import httpx
 import pytest
 
 from tests.live import LiveCombo
@@ -67,3 +68,48 @@ def test_a_chunked_body_is_cut_off_at_the_limit(live):
     status, envelope = raw_request(live, head, chunks)
     assert (status, envelope["code"]) == (413, 10070)
     assert "Reviewer" not in live.shell("from agents.models import Agent; print(list(Agent.objects.values_list('name', flat=True)))")
+
+
+def test_a_chunked_body_under_the_limit_reaches_the_view_whole(live):
+    head = (f"POST /v1/combo/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {live.key}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    body = json.dumps({"name": "Sent in chunks", "instructions": "x" * 5000}).encode()
+    chunks = [b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:1000], body[1000:])] + [b"0\r\n\r\n"]
+    status, envelope = raw_request(live, head, chunks)
+    assert status == 201, envelope
+    assert envelope["data"]["name"] == "Sent in chunks" and len(envelope["data"]["instructions"]) == 5000
+
+
+@pytest.fixture(scope="module")
+def webhook(live):
+    """A webhook of the key's owner, made through the API: its id."""
+    auth = {"Authorization": f"Bearer {live.key}"}
+    agent = httpx.post(f"{live.url}/v1/combo/agents", json={"name": "Hooked"}, headers=auth).json()["data"]
+    made = httpx.post(f"{live.url}/v1/integrations/webhooks", json={"name": "CI", "agent_id": agent["id"]},
+                      headers=auth)
+    assert made.status_code == 201, made.text
+    return made.json()["data"]["id"]
+
+
+def rejected_deliveries(live, webhook_id: str) -> list[tuple]:
+    listed = httpx.get(f"{live.url}/v1/integrations/webhooks/{webhook_id}/deliveries",
+                       headers={"Authorization": f"Bearer {live.key}"}).json()["data"]["items"]
+    return [(item["status"], (item["reason"] or {}).get("code"), item["body_size"]) for item in listed]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
+def test_an_oversized_webhook_event_is_refused_and_stored_as_a_rejected_delivery(live, webhook, chunked):
+    size = 1024 * 1024 + 10
+    before = len(rejected_deliveries(live, webhook))
+    head = f"POST /v1/integrations/webhooks/{webhook}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    if chunked:
+        piece = b"x" * 65536
+        chunks = [b"%x\r\n%s\r\n" % (len(piece), piece)] * 17 + [b"0\r\n\r\n"]
+        status, envelope = raw_request(live, head + "Transfer-Encoding: chunked\r\n\r\n", chunks)
+    else:
+        status, envelope = raw_request(live, head + f"Content-Length: {size}\r\n\r\n", [b"x" * size])
+    assert (status, envelope["code"]) == (413, 10070)
+    deliveries = rejected_deliveries(live, webhook)
+    assert len(deliveries) == before + 1
+    status_, code, body_size = deliveries[0]
+    assert (status_, code) == ("rejected", 10070) and body_size > 1024 * 1024
