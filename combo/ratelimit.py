@@ -207,8 +207,10 @@ def budgets_for(
         limit = limit_for(LOGIN)
         budgets = [Budget(LOGIN, _ip_subject(client_ip), limit)]
         if username:
-            # Case-folded so "Alice" and "alice" share a budget whatever the database collation.
-            budgets.append(Budget(LOGIN, f"username:{username.casefold()}", limit))
+            # Case-folded so "Alice" and "alice" share a budget whatever the database collation;
+            # a lone surrogate (which no cache key can carry) written as its escape.
+            name = username.casefold().encode("utf-8", "backslashreplace").decode("utf-8")
+            budgets.append(Budget(LOGIN, f"username:{name}", limit))
         return budgets
     if family == WEBHOOK and webhook_id:
         return [Budget(WEBHOOK, f"webhook:{webhook_id.lower()}", limit_for(WEBHOOK))]

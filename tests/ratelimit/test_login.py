@@ -90,3 +90,15 @@ def test_a_malformed_login_body_is_a_400_not_a_crash(api, db, clock):
         assert status in (400, 401), body
     status, body, _ = api.post(TOKEN, {"username": 42, "password": "x"}, REMOTE_ADDR="198.51.100.11")
     assert status == 429
+
+
+def test_a_username_no_utf8_can_carry_is_counted_like_any_other(api, db, clock, caplog, settings):
+    settings.RATE_LIMIT_FAIL_OPEN = False  # a count that failed would be a 503 here
+    for n in range(10):
+        status, body, response = api.post(TOKEN, raw=b'{"username": "eve\\ud800", "password": "x"}',
+                                           REMOTE_ADDR=f"198.51.100.{n + 20}")
+        assert status in (400, 401), body
+        assert response["X-RateLimit-Remaining"] == str(9 - n)
+    status, body, _ = api.post(TOKEN, raw=b'{"username": "eve\\ud800", "password": "x"}', REMOTE_ADDR="203.0.113.5")
+    assert (status, body["code"]) == (429, 10090)
+    assert "cache unavailable" not in caplog.text
