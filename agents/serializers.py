@@ -10,7 +10,7 @@ from combo.api.serializers import StrictSerializerMixin
 class LLMChoiceSerializer(StrictSerializerMixin, serializers.Serializer):
     provider = serializers.CharField(
         source="llm_provider", max_length=50, required=False, allow_blank=True,
-        help_text="A provider configured for this deployment; empty for the default (see GET /v1/combo/providers).",
+        help_text="A provider configured for this deployment (another name is refused with the list of them); empty for the default.",
     )
     model = serializers.CharField(
         source="llm_model", max_length=200, required=False, allow_blank=True,

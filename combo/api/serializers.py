@@ -29,4 +29,34 @@ class StrictSerializerMixin:
                     {name: ["This field is an object; send the request body as application/json."]
                      for name in objects}
                 )
+        if isinstance(data, dict):
+            wrong = _wrong_json_types(self.fields, data)
+            if wrong:
+                raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)
+
+
+# A JSON body's values must already be of the field's type: DRF would turn 123
+# into "123" for a string, "yes" or 1 into true for a boolean, 5 into a UUID.
+# (Form and multipart bodies carry only strings, and DRF's parsing of those stays.)
+_JSON_TYPES: tuple[tuple[type, tuple[type, ...]], ...] = (
+    (serializers.BooleanField, (bool,)),
+    (serializers.CharField, (str,)),
+    (serializers.UUIDField, (str,)),
+    (serializers.IntegerField, (int,)),
+    (serializers.FloatField, (int, float)),
+)
+
+
+def _wrong_json_types(fields, data: dict) -> dict[str, list[str]]:
+    wrong = {}
+    for name, field in fields.items():
+        value = data.get(name)
+        if field.read_only or value is None:
+            continue
+        for kind, allowed in _JSON_TYPES:
+            if isinstance(field, kind):
+                if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                    wrong[name] = [str(field.error_messages["invalid"])]
+                break
+    return wrong
