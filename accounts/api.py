@@ -11,7 +11,13 @@ from rest_framework_simplejwt.exceptions import ExpiredTokenError, InvalidToken
 
 from accounts import services
 from accounts.models import ApiKey
-from accounts.serializers import ApiKeyCreatedSerializer, ApiKeyCreateSerializer, ApiKeySerializer
+from accounts.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+    TokenObtainPairSerializer,
+    TokenRefreshSerializer,
+)
 from combo.api.permissions import IsJWTUser
 from combo.api.viewsets import OwnedReadCreateDeleteViewSet
 from combo.errors import ComboError, ErrorCode
@@ -41,6 +47,7 @@ class ApiKeyViewSet(OwnedReadCreateDeleteViewSet):
 class TokenObtainView(jwt_views.TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
 
+    serializer_class = TokenObtainPairSerializer
     extra_error_statuses = ["401"]  # 10014: wrong username or password
 
     def post(self, request, *args, **kwargs):
@@ -53,6 +60,7 @@ class TokenObtainView(jwt_views.TokenObtainPairView):
 class TokenRefreshView(jwt_views.TokenRefreshView):
     """Exchange a refresh token for a new access token."""
 
+    serializer_class = TokenRefreshSerializer
     extra_error_statuses = ["401"]  # 10011 invalid, 10013 expired refresh token
 
     def post(self, request, *args, **kwargs):

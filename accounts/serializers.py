@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 from django.utils import timezone
+from drf_spectacular.contrib import rest_framework_simplejwt as spectacular_jwt
 from rest_framework import serializers
+from rest_framework_simplejwt import serializers as jwt_serializers
 
 from accounts.models import ApiKey
 from combo.api.serializers import StrictSerializerMixin
@@ -32,3 +34,34 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
     class Meta(ApiKeySerializer.Meta):
         fields = ApiKeySerializer.Meta.fields + ["key"]
         read_only_fields = fields
+
+
+
+class TokenObtainPairSerializer(StrictSerializerMixin, jwt_serializers.TokenObtainPairSerializer):
+    """simplejwt's, refusing unknown fields and non-string values like every other body."""
+
+
+class TokenRefreshSerializer(StrictSerializerMixin, jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's, refusing unknown fields and non-string values like every other body."""
+
+
+# drf-spectacular's descriptions of simplejwt's two serializers, for these
+# subclasses; as for every strict body, no other property is accepted.
+def _strict(schema: dict, direction: str) -> dict:
+    if direction == "request":
+        schema["additionalProperties"] = False
+    return schema
+
+
+class _TokenObtainPairSchema(spectacular_jwt.TokenObtainPairSerializerExtension):
+    target_class = TokenObtainPairSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        return _strict(super().map_serializer(auto_schema, direction), direction)
+
+
+class _TokenRefreshSchema(spectacular_jwt.TokenRefreshSerializerExtension):
+    target_class = TokenRefreshSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        return _strict(super().map_serializer(auto_schema, direction), direction)

@@ -62,3 +62,24 @@ def test_a_form_body_still_carries_its_values_as_strings(api, alice):
     )
     assert status == 201, envelope
     assert envelope["data"]["name"] == "123"
+
+
+@pytest.mark.parametrize("extra, field, message", [
+    ({"remember_me": True}, "remember_me", "Unknown field."),
+    ({"username": 42}, "username", "Not a valid string."),
+])
+def test_signing_in_takes_exactly_a_username_and_a_password(api, alice, extra, field, message):
+    body = {"username": "alice", "password": "correct horse battery", **extra}
+    status, envelope, response = api.post("/v1/auth/token", body)
+    data = assert_error(status, envelope, response, ErrorCode.VALIDATION_FAILED)
+    assert data["errors"] == {field: [message]}
+
+
+def test_refreshing_takes_exactly_a_refresh_token(api, alice):
+    _, signed_in, _ = api.post("/v1/auth/token", {"username": "alice", "password": "correct horse battery"})
+    refresh = signed_in["data"]["refresh"]
+    status, envelope, response = api.post("/v1/auth/token/refresh", {"refresh": refresh, "x": 1})
+    data = assert_error(status, envelope, response, ErrorCode.VALIDATION_FAILED)
+    assert data["errors"] == {"x": ["Unknown field."]}
+    status, envelope, _ = api.post("/v1/auth/token/refresh", {"refresh": refresh})
+    assert status == 200 and envelope["data"]["access"]
