@@ -21,6 +21,7 @@ for a question that was not saved.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -397,6 +398,22 @@ async def _read_body(receive, limit: int) -> tuple[bytes | None, bool]:
             return b"".join(chunks), False
 
 
+@functools.cache
+def _security_headers() -> tuple[tuple[bytes, bytes], ...]:
+    """What Django's SecurityMiddleware and XFrameOptionsMiddleware add to every other response."""
+    headers = []
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        policy = policy if isinstance(policy, str) else ",".join(policy)
+        headers.append((b"referrer-policy", policy.encode()))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append((b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
+    headers.append((b"x-frame-options", getattr(settings, "X_FRAME_OPTIONS", "DENY").upper().encode()))
+    return tuple(headers)
+
+
 async def completions_asgi(scope, receive, send):
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     request_id = new_request_id(headers.get("x-request-id"))
@@ -411,7 +428,7 @@ async def completions_asgi(scope, receive, send):
             method=scope["method"], headers=headers, body=body, agent_id=agent_id, request_id=request_id,
             client_ip=ratelimit.scope_client_ip(scope),
         )
-    out_headers = [(b"x-request-id", request_id.encode())]
+    out_headers = [(b"x-request-id", request_id.encode()), *_security_headers()]
     out_headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in reply.headers.items()]
     await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
     if reply.stream is None:

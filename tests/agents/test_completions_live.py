@@ -88,6 +88,10 @@ def test_both_modes_give_the_same_text_from_the_builtin_provider(live):
     assert "".join(m["answer"] for m in messages) == answer
     kind, done = [e for e in events if e[0] != "comment"][-1]
     assert kind == "done" and done["type"] == "done" and done["session_id"] and done["message_id"]
+    # The headers Django's security middleware puts on every other response, in both modes.
+    health = httpx.get(f"{live.url}/v1/health")
+    for name in ("x-content-type-options", "referrer-policy", "x-frame-options", "cross-origin-opener-policy"):
+        assert plain.headers[name] == response.headers[name] == health.headers[name], name
 
 
 def test_a_stream_without_session_creates_one_and_stores_both_turns(live):
