@@ -93,6 +93,14 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
     def process_response(self, request, response):
         if not is_api_path(request.path) or request.path.startswith(self._EXEMPT):
             return response
+        if response.status_code == 204:
+            # No content, so neither a type nor a length (RFC 9110 forbids the
+            # length on a 204; DRF's renderer names a type anyway).
+            if not getattr(response, "streaming", False) and not response.content:
+                for header in ("Content-Type", "Content-Length"):
+                    if header in response:
+                        del response[header]
+            return response
         content_type = response.get("Content-Type", "")
         if response.status_code >= 400 and not content_type.startswith("application/json"):
             # Keep the status's meaning: an unlisted 4xx is still the client's

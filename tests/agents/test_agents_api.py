@@ -128,8 +128,10 @@ def test_sessions_are_scoped_to_their_agent_and_owner(api, alice, bob):
     assert api.post(f"/v1/combo/agents/{agent['id']}/sessions", {}, auth=bob.key_auth)[0] == 404
     assert api.get(f"/v1/combo/agents/{agent['id']}/sessions", auth=bob.key_auth)[0] == 404
     assert api.get("/v1/combo/agents/not-a-uuid/sessions", auth=alice.key_auth)[0] == 404
-    status, body, _ = api.delete(f"/v1/combo/agents/{agent['id']}/sessions/{session_id}", auth=alice.key_auth)
+    status, body, response = api.delete(f"/v1/combo/agents/{agent['id']}/sessions/{session_id}", auth=alice.key_auth)
     assert status == 204 and not Session.objects.filter(id=session_id).exists()
+    # No content (no envelope either), so neither a type nor a length.
+    assert response.content == b"" and "Content-Type" not in response and "Content-Length" not in response
 
 
 @pytest.mark.parametrize("method", ["get", "delete"])
