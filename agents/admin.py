@@ -1,13 +1,43 @@
 """Operators' view of agents, sessions, messages and knowledge files."""
 
+from django import forms
 from django.contrib import admin, messages
 
+from agents import services
 from agents.knowledge.services import knowledge_file_delete, knowledge_file_requeue
-from agents.models import Agent, Chunk, KnowledgeFile, Message, Session
+from agents.models import MAX_FILES_PER_AGENT, Agent, Chunk, KnowledgeFile, Message, Session
+
+
+class AgentAdminForm(forms.ModelForm):
+    """An agent as the API would accept it.
+
+    The provider, temperature and max_tokens rules are the model's (validators
+    and Agent.clean(), which the form runs); the files must be the owner's, at
+    most MAX_FILES_PER_AGENT of them, as `agents.services` requires.
+    """
+
+    class Meta:
+        model = Agent
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        owner, files = cleaned.get("owner"), cleaned.get("files")
+        if owner is None or files is None:
+            return cleaned
+        files = list(files)
+        if len(files) > MAX_FILES_PER_AGENT:
+            self.add_error("files", f"An agent may have at most {MAX_FILES_PER_AGENT} files.")
+            return cleaned
+        missing = services.files_not_owned(owner_id=owner.pk, file_ids=[file.pk for file in files])
+        if missing:
+            self.add_error("files", [f"{owner.get_username()} has no file with id {file_id}." for file_id in missing])
+        return cleaned
 
 
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
+    form = AgentAdminForm
     list_display = ("name", "owner", "llm_provider", "llm_model", "created_at", "updated_at")
     list_filter = ("llm_provider", "created_at")
     search_fields = ("name", "description", "owner__username", "id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from agents import llm_config
-from agents.models import Agent, KnowledgeFile
+from agents.models import MAX_TOKENS_MAX, MAX_TOKENS_MIN, TEMPERATURE_MAX, TEMPERATURE_MIN, Agent, KnowledgeFile
 
 
 class AgentForm(forms.ModelForm):
@@ -18,12 +18,12 @@ class AgentForm(forms.ModelForm):
         help_text="The model name at the provider. Leave empty for the provider's default.",
     )
     temperature = forms.FloatField(
-        required=False, min_value=0.0, max_value=2.0,
+        required=False, min_value=TEMPERATURE_MIN, max_value=TEMPERATURE_MAX,
         widget=forms.NumberInput(attrs={"step": "0.1", "placeholder": "provider default"}),
         help_text="0 to 2. Lower is more focused, higher more varied.",
     )
     max_tokens = forms.IntegerField(
-        label="Max tokens", required=False, min_value=1, max_value=200_000,
+        label="Max tokens", required=False, min_value=MAX_TOKENS_MIN, max_value=MAX_TOKENS_MAX,
         widget=forms.NumberInput(attrs={"placeholder": "provider default"}),
         help_text="The longest answer, in tokens.",
     )

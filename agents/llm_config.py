@@ -11,6 +11,7 @@ import contextlib
 import threading
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 from agents.llm import registry
 from agents.llm.base import Provider
@@ -49,6 +50,16 @@ def ensure_configured() -> None:
 def provider_names() -> list[str]:
     ensure_configured()
     return registry.names()
+
+
+def check_provider(name: str) -> None:
+    """Refuse a provider this deployment does not configure ("" is the default one, always fine).
+
+    The one rule for an agent's provider: the API, the console and Django admin apply it.
+    """
+    names = provider_names()
+    if name and name not in names:
+        raise ValidationError(f"Unknown provider {name!r}; configured: {', '.join(names)}.", code="unknown_provider")
 
 
 def default_model(provider_name: str) -> str:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 # Keeps one agent's retrieval query (an IN list of its files) reasonable.
 MAX_FILES_PER_AGENT = 1000
+# An agent's LLM settings (API.md): the API, the console and Django admin all hold agents to these.
+TEMPERATURE_MIN, TEMPERATURE_MAX = 0.0, 2.0
+MAX_TOKENS_MIN, MAX_TOKENS_MAX = 1, 200_000
 
 
 class Agent(models.Model):
@@ -27,8 +32,12 @@ class Agent(models.Model):
     # The LLM choice: a provider configured for this deployment ("" = the default one).
     llm_provider = models.CharField(max_length=50, blank=True, default="")
     llm_model = models.CharField(max_length=200, blank=True, default="")
-    temperature = models.FloatField(null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(TEMPERATURE_MIN), MaxValueValidator(TEMPERATURE_MAX)]
+    )
+    max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(MAX_TOKENS_MIN), MaxValueValidator(MAX_TOKENS_MAX)]
+    )
     # The knowledge files this agent retrieves from (only the `ready` ones count).
     files = models.ManyToManyField("KnowledgeFile", related_name="agents", blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -42,6 +51,22 @@ class Agent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        super().clean()
+        from agents import llm_config
+
+        try:
+            llm_config.check_provider(self.llm_provider)
+        except ValidationError as error:
+            # An agent whose provider this deployment dropped keeps it while other
+            # fields change (completions answer 502 until it is changed); only
+            # choosing an unconfigured provider is refused.
+            stored = None
+            if not self._state.adding:
+                stored = Agent.objects.filter(pk=self.pk).values_list("llm_provider", flat=True).first()
+            if stored != self.llm_provider:
+                raise ValidationError({"llm_provider": error.error_list}) from None
 
 
 class Session(models.Model):

@@ -3,7 +3,16 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from agents.models import MAX_FILES_PER_AGENT, Agent, Message, Session
+from agents.models import (
+    MAX_FILES_PER_AGENT,
+    MAX_TOKENS_MAX,
+    MAX_TOKENS_MIN,
+    TEMPERATURE_MAX,
+    TEMPERATURE_MIN,
+    Agent,
+    Message,
+    Session,
+)
 from combo.api.serializers import StrictSerializerMixin
 
 
@@ -16,16 +25,17 @@ class LLMChoiceSerializer(StrictSerializerMixin, serializers.Serializer):
         source="llm_model", max_length=200, required=False, allow_blank=True,
         help_text="The model name at the provider; empty for the provider's default.",
     )
-    temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False, allow_null=True)
-    max_tokens = serializers.IntegerField(min_value=1, max_value=200_000, required=False, allow_null=True)
+    temperature = serializers.FloatField(
+        min_value=TEMPERATURE_MIN, max_value=TEMPERATURE_MAX, required=False, allow_null=True
+    )
+    max_tokens = serializers.IntegerField(
+        min_value=MAX_TOKENS_MIN, max_value=MAX_TOKENS_MAX, required=False, allow_null=True
+    )
 
     def validate_provider(self, value):
-        from agents.llm_config import provider_names
+        from agents.llm_config import check_provider
 
-        if value and value not in provider_names():
-            raise serializers.ValidationError(
-                f"Unknown provider {value!r}; configured: {', '.join(provider_names())}."
-            )
+        check_provider(value)
         return value
 
 

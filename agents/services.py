@@ -33,11 +33,17 @@ def agent_update(*, agent: Agent, files: Iterable[uuid.UUID] | None = None, **fi
     return agent
 
 
+def files_not_owned(*, owner_id, file_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """The ids among `file_ids` that are not files of this owner (an agent may only have its owner's files)."""
+    wanted = list(dict.fromkeys(uuid.UUID(str(file_id)) for file_id in file_ids))
+    found = set(KnowledgeFile.objects.filter(owner_id=owner_id, id__in=wanted).values_list("id", flat=True))
+    return [file_id for file_id in wanted if file_id not in found]
+
+
 def agent_set_files(*, agent: Agent, file_ids: Iterable[uuid.UUID]) -> None:
     """Replace the agent's knowledge files; every id must be one of the agent owner's files."""
     wanted = list(dict.fromkeys(uuid.UUID(str(file_id)) for file_id in file_ids))
-    found = set(KnowledgeFile.objects.filter(owner_id=agent.owner_id, id__in=wanted).values_list("id", flat=True))
-    missing = [str(file_id) for file_id in wanted if file_id not in found]
+    missing = files_not_owned(owner_id=agent.owner_id, file_ids=wanted)
     if missing:
         # Another user's file answers exactly like a file that does not exist.
         raise ComboError(
