@@ -2,6 +2,11 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from agents import services
 from agents.knowledge.services import knowledge_file_delete, knowledge_file_requeue
@@ -83,13 +88,44 @@ class KnowledgeFileAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     raw_id_fields = ("owner",)
     readonly_fields = (
-        "id", "owner", "name", "size", "sha256", "kind", "original", "status", "failure_reason", "chunk_count",
+        "id", "owner", "name", "size", "sha256", "kind", "original_file", "status", "failure_reason", "chunk_count",
         "characters", "pages", "created_at", "updated_at", "processed_at",
     )
+    # The original is shown (and downloaded) through original_file, never replaced here.
+    exclude = ("original",)
     actions = ["reingest", "delete_with_original"]
 
     def has_add_permission(self, request):
         return False  # files arrive through the API, which sniffs and dedupes them
+
+    def get_urls(self):
+        # Before the default patterns: their "<path:object_id>/" would take ".../original/" too.
+        original = path(
+            "<path:object_id>/original/",
+            self.admin_site.admin_view(self.original_view),
+            name="agents_knowledgefile_original",
+        )
+        return [original, *super().get_urls()]
+
+    @admin.display(description="Original")
+    def original_file(self, file):
+        # The storage's own URL (MEDIA_URL) is served by nothing: originals are private to their owner.
+        url = reverse(f"{self.admin_site.name}:agents_knowledgefile_original", args=[file.pk])
+        return format_html('<a href="{}">Download {}</a>', url, file.name)
+
+    def original_view(self, request, object_id):
+        """The stored original, to staff who may view the file: a download under the uploader's name."""
+        file = self.get_object(request, unquote(object_id))
+        if file is None:
+            raise Http404("No such knowledge file.")
+        if not self.has_view_permission(request, file):
+            raise PermissionDenied
+        try:
+            handle = file.original.open("rb")
+        except OSError:
+            raise Http404("The stored copy of this file is missing.") from None
+        # Never rendered on this site's origin (an uploaded HTML file is only data here).
+        return FileResponse(handle, as_attachment=True, filename=file.name, content_type="application/octet-stream")
 
     @admin.action(description="Re-ingest (parse, chunk and index again)")
     def reingest(self, request, queryset):

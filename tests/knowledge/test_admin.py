@@ -68,3 +68,31 @@ def test_chunks_are_read_only_and_searchable_by_text(staff_client, ready_file):
     assert staff_client.get(f"/admin/agents/chunk/{chunk.pk}/change/").status_code == 200
     assert staff_client.post(f"/admin/agents/chunk/{chunk.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Chunk.objects.filter(pk=chunk.pk).exists()
+
+
+def test_the_change_page_links_the_original_and_the_link_serves_it_to_staff(staff_client, ready_file):
+    import re
+
+    page = staff_client.get(f"/admin/agents/knowledgefile/{ready_file.pk}/change/").content.decode()
+    links = re.findall(r'<a href="([^"]+)"[^>]*>[^<]*</a>', page[page.index("field-original"):])
+    href = links[0]
+    assert href.startswith("/admin/")
+    response = staff_client.get(href)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"# FAQ\n\nThe lighthouse opens at dawn.\n"
+    # Served as a download under the uploader's name, never rendered on the site's origin.
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["Content-Disposition"] == 'attachment; filename="faq.md"'
+
+
+def test_the_original_is_not_served_to_anyone_but_staff(client, alice, ready_file):
+    path = f"/admin/agents/knowledgefile/{ready_file.pk}/original/"
+    assert client.get(path).status_code == 302  # to the admin login
+    client.force_login(alice.user)
+    assert client.get(path).status_code == 302
+
+
+def test_a_missing_original_is_not_found_not_a_server_error(staff_client, ready_file):
+    ready_file.original.storage.delete(ready_file.original.name)
+    assert staff_client.get(f"/admin/agents/knowledgefile/{ready_file.pk}/change/").status_code == 200
+    assert staff_client.get(f"/admin/agents/knowledgefile/{ready_file.pk}/original/").status_code == 404
