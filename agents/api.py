@@ -67,6 +67,12 @@ _MESSAGE_PAGE_PARAMS = [
 ]
 
 
+# The URL patterns take any text (a malformed id is a 404, like a missing one);
+# the document says what a real id is.
+_AGENT_ID = OpenApiParameter("agent_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The agent's id.")
+
+
+@extend_schema(parameters=[_AGENT_ID])
 class AgentSessionViewSet(OwnedReadCreateDeleteViewSet):
     """Sessions of one agent. Reading a session returns its messages, oldest first."""
 
@@ -112,7 +118,13 @@ class SessionView(OwnedQuerysetMixin, RetrieveModelMixin, GenericAPIView):
     serializer_class = SessionDetailSerializer
     lookup_url_kwarg = "id"
 
-    @extend_schema(operation_id="combo_sessions_retrieve", parameters=_MESSAGE_PAGE_PARAMS)
+    @extend_schema(
+        operation_id="combo_sessions_retrieve",
+        parameters=[
+            OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The session's id."),
+            *_MESSAGE_PAGE_PARAMS,
+        ],
+    )
     def get(self, request, *args, **kwargs):
         return Response(session_detail(request, self.get_object()))
 
@@ -154,6 +166,7 @@ class CompletionsSchemaView(APIView):
         summary="Ask the agent a question",
         description=_SSE_DESCRIPTION,
         request=CompletionRequestSerializer,
+        parameters=[_AGENT_ID],
         responses={
             (200, "application/json"): CompletionResultSerializer,
             (200, "text/event-stream"): OpenApiResponse(

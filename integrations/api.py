@@ -196,6 +196,7 @@ class WebhookEventsView(APIView):
         tags=["integrations"],
         auth=[],
         parameters=[
+            OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The webhook's id."),
             OpenApiParameter(
                 "X-Combo-Signature", str, OpenApiParameter.HEADER, required=True,
                 description="`sha256=<hex of HMAC-SHA256(secret, raw body)>`, or "

@@ -361,3 +361,16 @@ def test_the_docs_assets_are_served_with_debug_off(api, db, settings, collected_
         kinds.add(url.rsplit(".", 1)[-1])
     assert {"js", "css", "png"} <= kinds
 
+
+
+def test_every_id_in_a_path_is_typed_as_a_uuid(doc):
+    untyped = [
+        (method, path, parameter["name"], parameter["schema"])
+        for path, operations in doc["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict)
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path" and (parameter["name"] == "id" or parameter["name"].endswith("_id"))
+        and parameter["schema"] != {"type": "string", "format": "uuid"}
+    ]
+    assert untyped == []
