@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.request import MediaType
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ApiKey
@@ -145,6 +146,17 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
     return results  # type: ignore[return-value]
 
 
+_ANSWERS = ("application/json", "text/event-stream")
+
+
+def _acceptable(accept: str | None) -> bool:
+    """Whether an Accept header admits one of the two media types this route answers with (none: any)."""
+    if accept is None or not accept.strip():
+        return True
+    types = [MediaType(part) for part in accept.split(",") if part.strip()]
+    return any(accepted.match(answer) for accepted in types for answer in _ANSWERS)
+
+
 def _counted(error: ComboError, limit_headers: dict[str, str]) -> ComboError:
     """A request refused after it was counted still says what is left of its budget (docs/rate-limits.md)."""
     if limit_headers:
@@ -241,6 +253,11 @@ async def handle_completion(
     if body.strip() and not _is_json(headers.get("content-type", "")):
         return _error_reply(
             ComboError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json."), request_id
+        )
+    if not _acceptable(headers.get("accept")):
+        return _error_reply(
+            ComboError(ErrorCode.NOT_ACCEPTABLE, "This operation answers application/json or text/event-stream."),
+            request_id,
         )
     try:
         (prepared, stream, limit_headers), recorded = await _prepare(

@@ -278,6 +278,13 @@ def test_errors_before_streaming_are_plain_envelopes(live):
         assert (response.status_code, response.json()["code"]) == (400, 10001)
         response = http.get(f"/v1/combo/agents/{agent}/completions")
         assert (response.status_code, response.json()["code"]) == (405, 10050)
+        response = http.post(f"/v1/combo/agents/{agent}/completions", json={"question": "x"},
+                             headers={"Accept": "text/html"})
+        assert (response.status_code, response.json()["code"]) == (406, 10051)
+        for accept in ("text/html, */*;q=0.1", "application/*", "text/event-stream", "application/json; charset=utf-8"):
+            response = http.post(f"/v1/combo/agents/{agent}/completions", json={"question": "x"},
+                                 headers={"Accept": accept})
+            assert response.status_code == 200, accept
         response = http.post(f"/v1/combo/agents/{agent}/completions", content=b"x" * (1024 * 1024 + 1),
                              headers={"Content-Type": "application/json"})
         assert (response.status_code, response.json()["code"]) == (413, 10070)
