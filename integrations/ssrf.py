@@ -17,6 +17,7 @@ COMBO_WEBHOOK_ALLOWED_HOSTS names hosts (exact, case-insensitive) or CIDRs.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -76,7 +77,24 @@ def parse_url(url: str) -> tuple[str, str, int]:
     if parts.fragment:
         raise ValueError("The URL must not have a #fragment.")
     scheme = parts.scheme.lower()
-    return scheme, parts.hostname.lower().rstrip("."), port or (443 if scheme == "https" else 80)
+    host = parts.hostname.lower().rstrip(".")
+    if not is_ip_literal(host) and not _is_host_name(host):
+        raise ValueError("The URL's host is not a valid host name (labels of 1-63 letters, digits or hyphens, "
+                         "253 characters in all).")
+    return scheme, host, port or (443 if scheme == "https" else 80)
+
+
+# One DNS label as resolvers take it (underscores too, which some names carry).
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def _is_host_name(host: str) -> bool:
+    """A name DNS can hold: IDNA-encodable, every label 1-63 characters, 253 in all."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or over-long label, or characters no name may have
+        return False
+    return len(ascii_host) <= 253 and all(_LABEL.fullmatch(label) for label in ascii_host.split("."))
 
 
 def _allowlist() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:

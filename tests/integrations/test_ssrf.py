@@ -2,7 +2,7 @@
 
 import pytest
 
-from integrations.ssrf import CallbackRefused, vet
+from integrations.ssrf import CallbackRefused, parse_url, vet
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,26 @@ def test_the_allowlist_admits_cidrs_and_host_names(settings):
         vet("http://10.21.0.1/")
     with pytest.raises(CallbackRefused):
         vet("http://127.0.0.1/")  # the name is allowed, not every loopback address
+
+
+@pytest.mark.parametrize("host", [
+    "a" * 64 + ".example.com",  # a label over 63 characters
+    ".".join(["abcdefghij"] * 24) + ".com",  # over 253 characters in all
+    "bad..example.com",
+    "exa mple.com",
+    "-leading.example.com",
+])
+def test_a_host_no_dns_name_can_be_is_refused_at_once(host):
+    with pytest.raises(ValueError, match="not a valid host name"):
+        parse_url(f"https://{host}/hook")
+
+
+@pytest.mark.parametrize("host, parsed", [
+    ("Example.COM.", "example.com"),
+    ("a" * 63 + ".example.com", "a" * 63 + ".example.com"),
+    ("bücher.example", "bücher.example"),
+    ("_dmarc.example.com", "_dmarc.example.com"),
+    ("[2001:db8::1]", "2001:db8::1"),
+])
+def test_real_host_names_and_addresses_pass(host, parsed):
+    assert parse_url(f"https://{host}/hook")[1] == parsed

@@ -157,3 +157,13 @@ def test_alice_cannot_point_a_webhook_at_bobs_agent(method, make_webhook, api, a
     # The same answer as for an agent id that does not exist: nothing leaks.
     assert status == 400 and body["code"] == 10001
     assert body["data"]["errors"] == {"agent_id": ["No agent with this id."]}
+
+
+def test_a_callback_host_no_dns_name_can_be_is_10001_and_nothing_is_made(api, alice, alice_agent):
+    url = "https://" + "a" * 70 + ".example.com/hook"
+    status, envelope, _ = api.post("/v1/integrations/webhooks",
+                                   {"name": "x", "agent_id": str(alice_agent.id), "callback_url": url},
+                                   auth=alice.key_auth)
+    assert (status, envelope["code"]) == (400, 10001)
+    assert "not a valid host name" in envelope["data"]["errors"]["callback_url"][0]
+    assert not Webhook.objects.exists()
