@@ -128,6 +128,20 @@ class ComboError(Exception):
         super().__init__(self.message)
 
 
+_SIGNATURE_CODES = frozenset({10140, 10141, 10142, 10143, 10144})
+
+
+def challenge(error: ErrorCode) -> str:
+    """The WWW-Authenticate value a 401 of this code carries (RFC 9110 asks every 401 for one).
+
+    Webhook events authenticate by their body's signature, not a bearer
+    credential: their 401s name the header to send instead.
+    """
+    if error.code in _SIGNATURE_CODES:
+        return 'X-Combo-Signature realm="combo-webhooks"'
+    return 'Bearer realm="combo"'
+
+
 def markdown_table() -> str:
     """The table as Markdown, for the OpenAPI description and the README."""
     lines = ["| code | HTTP | name | meaning |", "|---|---|---|---|"]

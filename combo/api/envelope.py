@@ -12,7 +12,7 @@ from typing import Any
 from django.http import JsonResponse
 from rest_framework.renderers import JSONRenderer
 
-from combo.errors import ErrorCode
+from combo.errors import ErrorCode, challenge
 
 
 def success(data: Any, message: str = "ok") -> dict:
@@ -53,7 +53,7 @@ def error_response(
     for key, value in (headers or {}).items():
         response[key] = value
     if error.status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="combo"'
+        response["WWW-Authenticate"] = challenge(error)
     return response
 
 

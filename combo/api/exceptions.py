@@ -20,7 +20,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from combo.api.envelope import error_body
-from combo.errors import ComboError, ErrorCode
+from combo.errors import ComboError, ErrorCode, challenge
 
 logger = logging.getLogger("combo.api")
 
@@ -101,5 +101,5 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     for key, value in error.headers.items():
         response[key] = value
     if error.error.status == 401:
-        response["WWW-Authenticate"] = 'Bearer realm="combo"'
+        response["WWW-Authenticate"] = challenge(error.error)
     return response

@@ -199,8 +199,10 @@ def test_an_unknown_webhook_is_a_404_and_records_nothing(post_event, db, make_we
 def test_the_events_endpoint_ignores_bearer_credentials(make_webhook, api, alice):
     hook = make_webhook()
     # A valid API key is not a signature.
-    status, body, _ = api.post(EVENTS.format(hook.id), {"question": "x"}, auth=alice.key_auth)
+    status, body, response = api.post(EVENTS.format(hook.id), {"question": "x"}, auth=alice.key_auth)
     assert (status, body["code"]) == (401, 10140)
+    # The challenge names what to send: a signature, not a bearer credential.
+    assert response["WWW-Authenticate"] == 'X-Combo-Signature realm="combo-webhooks"'
 
 
 def test_only_post_is_allowed(make_webhook, api):
