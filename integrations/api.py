@@ -212,8 +212,10 @@ class WebhookEventsView(APIView):
         responses={202: OpenApiResponse(EventAcceptedSerializer, description="Accepted; the agent runs in the background.")},
     )
     def post(self, request, id):
-        _check_uuid(id)
-        webhook = Webhook.objects.select_related("agent", "owner").filter(id=id).first()
+        try:
+            webhook = Webhook.objects.select_related("agent", "owner").filter(id=uuid.UUID(str(id))).first()
+        except ValueError:  # not an id at all: no such webhook either
+            webhook = None
         if webhook is None:
             raise ComboError(ErrorCode.NOT_FOUND, "No webhook with this id.")
         receipt = services.event_receive(webhook=webhook, call=_read_call(request._request))

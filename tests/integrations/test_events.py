@@ -192,7 +192,7 @@ def test_an_unknown_webhook_is_a_404_and_records_nothing(post_event, db, make_we
     make_webhook()
     for webhook_id in ["7d1b0bde-4a43-4b8e-9d0f-6d2f3c4e5a6b", "not-a-uuid"]:
         status, body, _ = post_event(webhook_id, {"question": "x"}, secret="whsec_x")
-        assert (status, body["code"]) == (404, 10040)
+        assert (status, body["code"], body["message"]) == (404, 10040, "No webhook with this id.")
     assert not WebhookDelivery.objects.exists()
 
 
