@@ -60,10 +60,9 @@ async def test_a_record_that_fails_fails_only_its_own_future():
     assert [None if o is None else str(o) for o in outcomes] == [None, "constraint", None]
 
 
-async def test_a_check_never_runs_ahead_of_the_records_of_earlier_checks():
+def logged_steps(log: list[str], release: asyncio.Event):
+    """A check and a record that log what they do; each record waits for `release`."""
     loop = asyncio.get_running_loop()
-    release = asyncio.Event()
-    log: list[str] = []
 
     def check(items):
         log.append(f"check {items}")
@@ -74,7 +73,13 @@ async def test_a_check_never_runs_ahead_of_the_records_of_earlier_checks():
         log.append(f"record {rows}")
         return [None] * len(rows)
 
-    pipeline = CheckThenRecord(check, record)
+    return check, record
+
+
+async def test_a_check_never_runs_ahead_of_the_records_of_earlier_checks():
+    release = asyncio.Event()
+    log: list[str] = []
+    pipeline = CheckThenRecord(*logged_steps(log, release))
     _, first_recorded = await pipeline(1)
     second = asyncio.ensure_future(pipeline(2))  # arrives while the first's rows are being written
     await asyncio.sleep(0.05)
@@ -111,21 +116,9 @@ async def test_the_database_thread_takes_the_next_batch_without_waiting_for_the_
 
 async def test_a_long_burst_leaves_the_thread_to_others_between_hops(monkeypatch):
     monkeypatch.setattr(batching, "HOP_SECONDS", 0.0)  # every batch is a hop of its own
-    loop = asyncio.get_running_loop()
     release = asyncio.Event()
     log: list[str] = []
-
-    def check(items):
-        log.append(f"check {items}")
-        return [(i, i) for i in items]
-
-    def record(rows):
-        if rows == [1]:
-            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
-        log.append(f"record {rows}")
-        return [None] * len(rows)
-
-    pipeline = CheckThenRecord(check, record)
+    pipeline = CheckThenRecord(*logged_steps(log, release))
     await pipeline(1)
     second = asyncio.ensure_future(pipeline(2))
     await asyncio.sleep(0)
