@@ -29,7 +29,7 @@ class StrictSerializerMixin:
                     {name: ["This field is an object; send the request body as application/json."]
                      for name in objects}
                 )
-        if isinstance(data, dict):
+        if isinstance(data, dict) and not isinstance(data, QueryDict):
             wrong = _wrong_json_types(self.fields, data)
             if wrong:
                 raise serializers.ValidationError(wrong)

@@ -62,6 +62,13 @@ def test_a_form_body_still_carries_its_values_as_strings(api, alice):
     )
     assert status == 201, envelope
     assert envelope["data"]["name"] == "123"
+    form = {"name": "f", "agent_id": envelope["data"]["id"], "enabled": "false", "require_timestamp": "true"}
+    status, envelope, _ = api.post(
+        "/v1/integrations/webhooks", raw=urlencode(form).encode(),
+        content_type="application/x-www-form-urlencoded", auth=alice.key_auth,
+    )
+    assert status == 201, envelope
+    assert envelope["data"]["enabled"] is False and envelope["data"]["require_timestamp"] is True
 
 
 @pytest.mark.parametrize("extra, field, message", [
