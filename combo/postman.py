@@ -19,7 +19,9 @@ deployment's /v1 URL; the console's API page serves it at request time
   fields as file fields;
 - a collection-level test that no response is a 5xx, and on each "create"
   operation a test that keeps the new object's id in its variable, so the
-  requests after it in a run use the object just made.
+  requests after it in a run use the object just made;
+- on each DELETE a pre-request script that skips it unless its object was
+  created by the same run: a run never deletes what a caller named.
 """
 
 from __future__ import annotations
@@ -232,8 +234,18 @@ def _body(operation: dict, resolver: _Resolver) -> tuple[dict | None, list[dict]
     return None, []
 
 
+def _created_key(variable: str) -> str:
+    return f"created:{variable}"
+
+
 def _capture_script(variable: str) -> dict:
-    """Keeps a created object's id in `variable` for the requests after it."""
+    """Keeps a created object's id in `variable` for the requests after it, and notes it was made by this run.
+
+    Also over a value given on the command line (`newman --env-var`, which
+    outranks collection variables), so the later requests act on the new
+    object, not on the caller's.
+    """
+    name, created = json.dumps(variable), json.dumps(_created_key(variable))
     return {
         "listen": "test",
         "script": {
@@ -242,8 +254,28 @@ def _capture_script(variable: str) -> dict:
                 "if (pm.response.code === 201) {",
                 "    const body = pm.response.json();",
                 "    if (body && body.data && body.data.id) {",
-                f"        pm.collectionVariables.set({json.dumps(variable)}, body.data.id);",
+                f"        pm.collectionVariables.set({name}, body.data.id);",
+                f"        pm.collectionVariables.set({created}, body.data.id);",
+                f"        if (pm.environment.has({name})) {{ pm.environment.set({name}, body.data.id); }}",
                 "    }",
+                "}",
+            ],
+        },
+    }
+
+
+def _delete_guard(variable: str) -> dict:
+    """A DELETE runs only on an object this run created: never on one a caller named."""
+    name, created = json.dumps(variable), json.dumps(_created_key(variable))
+    return {
+        "listen": "prerequest",
+        "script": {
+            "type": "text/javascript",
+            "exec": [
+                f"const made = pm.collectionVariables.get({created});",
+                f"if (!made || pm.variables.get({name}) !== made) {{",
+                f"    console.log('Skipped: deletes only what this run created (' + {name} + ').');",
+                "    pm.execution.skipRequest();",
                 "}",
             ],
         },
@@ -274,6 +306,8 @@ def _request_item(path: str, method: str, operation: dict, path_item: dict, docu
     created = created_variable(path) if method == "post" else None
     if created and "201" in operation.get("responses", {}):
         item["event"] = [_capture_script(created)]
+    if method == "delete" and variables:
+        item["event"] = [_delete_guard(list(variables.values())[-1])]
     return item, set(variables.values())
 
 

@@ -85,7 +85,11 @@ def test_the_downloaded_collection_runs_under_newman_without_a_5xx(live, tmp_pat
     executions = run["executions"]
     by_name = {e["item"]["name"]: e["response"]["code"] for e in executions if "response" in e}
     requests = [item for folder in collection["item"] for item in folder["item"]]
-    assert len(executions) == len(requests), result.stdout[-3000:]
+    # Every request ran but the DELETEs of objects this run did not create (its
+    # create was refused: no file to upload, a key needing a JWT, a webhook
+    # with a placeholder agent): a run never deletes what it was given.
+    skipped = {item["name"] for item in requests} - {e["item"]["name"] for e in executions}
+    assert skipped == {"Delete api key", "Delete a file", "Delete webhook"}, result.stdout[-3000:]
     assert all("response" in e for e in executions), "a request got no response at all"
     server_errors = {name: code for name, code in by_name.items() if code >= 500}
     assert server_errors == {}, result.stdout[-3000:]
@@ -94,8 +98,11 @@ def test_the_downloaded_collection_runs_under_newman_without_a_5xx(live, tmp_pat
     assert by_name["List agents"] == 200
     assert by_name["Get agent"] == 200
     assert by_name["Ask the agent a question"] == 200
-    assert by_name["Delete agent"] in (200, 204)
+    assert by_name["Delete agent"] in (200, 204)  # the agent the run created
     assert by_name["GET /health"] == 200
+    # The agent and the session named on the command line are still there.
+    assert api.get(f"/v1/combo/agents/{agent_id}").status_code == 200
+    assert api.get(f"/v1/combo/sessions/{session_id}").status_code == 200
 
 
 def test_as_imported_the_collection_needs_only_an_api_key(live, tmp_path):
