@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 PORT ?= 9380
 export PORT
 
-.PHONY: run test lint install install-dev migrate bench bench-prod serve-prod clean
+.PHONY: run test lint install install-dev migrate bench bench-prod clean
 
 $(VENV)/.installed-runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
