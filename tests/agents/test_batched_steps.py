@@ -20,6 +20,7 @@ from agents.completions import (
 )
 from agents.llm.base import ChatMessage, Usage
 from agents.models import Message, Session
+from agents.reaper import reap_interrupted
 from agents.serializers import CompletionRequestSerializer
 from agents.streaming import _Ask, _authorize_and_check_many, _plainly_valid
 from combo.batching import Batcher
@@ -114,20 +115,29 @@ def test_a_new_session_starts_with_the_opening_message_and_it_is_in_the_prompt(a
 
 # --- finish -------------------------------------------------------------------------------------
 
-def test_finishing_records_every_outcome_but_never_over_a_reapers_mark(alice, agent):
-    one, two = completion_prepare_many([PrepareSpec(alice.user, agent.id, "a"), PrepareSpec(alice.user, agent.id, "b")])
-    Message.objects.filter(id=two.message_id).update(status=Message.Status.INTERRUPTED)
+def test_finishing_records_every_outcome_over_a_reapers_mark_but_not_over_a_finished_one(alice, agent):
+    one, two, three = completion_prepare_many(
+        [PrepareSpec(alice.user, agent.id, q) for q in ("a", "b", "c")]
+    )
+    # The reaper marked `two` while a live process was still answering it (an
+    # answer that ran past COMBO_REAPER_TIMEOUT_SECONDS); `three` is finished.
+    reap_interrupted(older_than_seconds=-1)
+    Message.objects.filter(id=one.message_id).update(status=Message.Status.IN_PROGRESS)
+    Message.objects.filter(id=three.message_id).update(status=Message.Status.FAILED, content="first")
     error = ComboError(ErrorCode.UPSTREAM_TIMEOUT, "slow")
     assert completion_finish_many([
         Outcome(one.message_id, "the answer", Message.Status.COMPLETE, Usage(3, 4), None, 12),
-        Outcome(two.message_id, "late", Message.Status.FAILED, None, error, 99),
-    ]) == [None, None]
+        Outcome(two.message_id, "late but whole", Message.Status.COMPLETE, None, None, 99),
+        Outcome(three.message_id, "again", Message.Status.FAILED, None, error, 5),
+    ]) == [None, None, None]
     done = Message.objects.get(id=one.message_id)
     assert (done.content, done.status, done.prompt_tokens, done.completion_tokens, done.latency_ms) == (
         "the answer", "complete", 3, 4, 12)
     assert done.completed_at is not None and done.completed_at <= timezone.now()
-    reaped = Message.objects.get(id=two.message_id)
-    assert (reaped.status, reaped.content, reaped.error_code) == ("interrupted", "", None)
+    late = Message.objects.get(id=two.message_id)
+    assert (late.status, late.content, late.error_code) == ("complete", "late but whole", None)
+    finished = Message.objects.get(id=three.message_id)
+    assert (finished.status, finished.content) == ("failed", "first")
 
 
 def test_a_failed_outcome_keeps_its_error(alice, agent):
