@@ -6,10 +6,17 @@ PostgreSQL + Redis in the second (tests/production_suite.py).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import httpx
 import pytest
 
-from tests.live import LiveCombo
+from tests.live import ROOT, LiveCombo, free_port
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +77,36 @@ def test_a_file_uploaded_through_one_process_is_answered_from_through_the_other(
                           json={"question": "What is the staging cluster called?"}).json()["data"]
     assert [ref["file_id"] for ref in answer["reference"]] == [uploaded["id"]]
     assert "heliotrope" in answer["reference"][0]["content"] and "heliotrope" in answer["answer"]
+
+
+def test_serve_stops_the_rest_and_exits_1_when_one_server_process_dies():
+    """So that a supervisor restarting on failure brings the whole deployment back."""
+    combo = LiveCombo()
+    combo.migrate()
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "2", "--no-worker", "-v", "0"],
+        cwd=ROOT, env={**combo.env, "COMBO_REAPER_INTERVAL_SECONDS": "1", "COMBO_SHUTDOWN_GRACE_SECONDS": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        children: list[int] = []
+        while time.monotonic() < deadline and len(children) < 2:
+            children = [int(pid) for pid in Path(f"/proc/{serve.pid}/task/{serve.pid}/children").read_text().split()]
+            time.sleep(0.2)
+        assert len(children) == 2, "serve did not start its two server processes"
+        while time.monotonic() < deadline:  # until they accept connections
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        os.kill(children[0], signal.SIGKILL)
+        assert serve.wait(timeout=30) == 1
+        assert b"A server process exited; stopping the others." in serve.stderr.read()
+        assert not Path(f"/proc/{children[1]}").exists() or b"zombie" in Path(f"/proc/{children[1]}/status").read_bytes()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        combo.stop()

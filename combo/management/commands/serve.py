@@ -63,9 +63,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
 
+        crashed = False
         while not stopping.wait(settings.COMBO_REAPER_INTERVAL_SECONDS):
             if any(child.poll() is not None for child in children):
                 self.stderr.write("A server process exited; stopping the others.")
+                crashed = True
                 stop(None, None)
                 break
             reap_interrupted()
@@ -75,6 +77,11 @@ class Command(BaseCommand):
                 child.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if crashed:
+            # Not a clean stop: say so, so that a supervisor (systemd
+            # Restart=on-failure, a container's restart policy) starts it again;
+            # the answers the lost process left are marked at the next start.
+            raise SystemExit(1)
 
     def _banner(self, port: int) -> None:
         base = f"http://localhost:{port}"
