@@ -16,8 +16,10 @@ from rest_framework.throttling import BaseThrottle
 from accounts.services import Principal
 from combo import ratelimit
 from combo.api.middleware import is_api_path
+from combo.errors import ComboError, ErrorCode
 
 _UNSET = object()
+HEALTH_PATH = "/v1/health"
 
 
 def _login_username(request) -> str | None:
@@ -36,13 +38,20 @@ class FamilyRateThrottle(BaseThrottle):
             return True  # counted once per request, even if a view is re-entered
         family, params = ratelimit.operation_family(request.method, django_request.path)
         principal = request.auth if isinstance(request.auth, Principal) else None
-        decision = ratelimit.check(
-            family,
-            principal=principal,
-            client_ip=ratelimit.request_client_ip(django_request),
-            username=_login_username(request) if family == ratelimit.LOGIN else None,
-            webhook_id=params.get("webhook_id"),
-        )
+        try:
+            decision = ratelimit.check(
+                family,
+                principal=principal,
+                client_ip=ratelimit.request_client_ip(django_request),
+                username=_login_username(request) if family == ratelimit.LOGIN else None,
+                webhook_id=params.get("webhook_id"),
+            )
+        except ComboError as exc:
+            # Failing closed, a down limit store refuses every call, but the
+            # health check: it is how an operator finds out what is down.
+            if exc.error is not ErrorCode.RATE_LIMIT_BACKEND_DOWN or django_request.path.rstrip("/") != HEALTH_PATH:
+                raise
+            decision = None
         django_request.combo_ratelimit = decision
         if decision is not None and not decision.allowed:
             raise decision.error()

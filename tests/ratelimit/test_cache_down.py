@@ -58,6 +58,14 @@ def test_with_fail_closed_chosen_requests_are_refused_with_503(api, alice, redis
     assert "fail-closed" in warning.getMessage()
 
 
+def test_failing_closed_the_health_check_still_says_what_is_down(api, redis_down, settings):
+    settings.RATE_LIMIT_FAIL_OPEN = False
+    status, body, response = api.get("/v1/health")
+    assert (status, body["code"]) == (503, 20002)  # its own answer, not the limiter's 20003
+    assert body["data"]["checks"]["cache"]["ok"] is False and body["data"]["checks"]["database"]["ok"] is True
+    assert "X-RateLimit-Remaining" not in response  # nothing could be counted
+
+
 @pytest.fixture
 def locmem(settings):
     """These tests break LocMemCache's methods, so they need it whatever REDIS_URL says."""
