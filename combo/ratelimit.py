@@ -462,7 +462,7 @@ _FAMILY_DOCS = {
     UPLOADS: ("POST /v1/combo/files", "API key (JWT: user; none: client IP)"),
     DEFAULT: ("every other /v1 operation", "API key (JWT: user; none: client IP)"),
     LOGIN: ("POST /v1/auth/token", "client IP, and separately the username tried"),
-    WEBHOOK: ("POST /v1/integrations/webhooks/{webhook_id}/events", "webhook"),
+    WEBHOOK: ("POST /v1/integrations/webhooks/{webhook_id}/events", "webhook (signed calls); client IP (any other)"),
 }
 
 

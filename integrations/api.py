@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.models import Agent
+from combo import ratelimit
 from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin
 from combo.errors import ComboError, ErrorCode
 from integrations import services
@@ -177,6 +178,7 @@ class WebhookEventsView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    counts_its_own_requests = True  # _spend_budget, once the signature is checked
     extra_error_statuses = ["401", "403", "404", "409", "413"]
     error_descriptions = {
         "400": "Malformed signature header (10141), body not a JSON object (10146), no question (10148), "
@@ -216,9 +218,11 @@ class WebhookEventsView(APIView):
             webhook = Webhook.objects.select_related("agent", "owner").filter(id=uuid.UUID(str(id))).first()
         except ValueError:  # not an id at all: no such webhook either
             webhook = None
+        call = _read_call(request._request)
+        _spend_budget(request._request, webhook, call)
         if webhook is None:
             raise ComboError(ErrorCode.NOT_FOUND, "No webhook with this id.")
-        receipt = services.event_receive(webhook=webhook, call=_read_call(request._request))
+        receipt = services.event_receive(webhook=webhook, call=call)
         delivery = receipt.delivery
         body = {
             "delivery_id": delivery.id,
@@ -230,6 +234,25 @@ class WebhookEventsView(APIView):
         if receipt.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
+
+
+def _spend_budget(request, webhook: Webhook | None, call: services.InboundCall) -> None:
+    """One request of the webhook family (docs/rate-limits.md), after the signature is checked.
+
+    A signed call spends its webhook's budget; any other (unsigned, forged,
+    for no webhook) its sender's address's, so a flood of forged calls is
+    limited per address and cannot use up the budget of the webhook's real
+    sender. (The family's DRF throttle leaves this operation to the view.)
+    """
+    signed = services.signature_verifies(webhook, call)
+    decision = ratelimit.check(
+        ratelimit.WEBHOOK,
+        client_ip=ratelimit.request_client_ip(request),
+        webhook_id=str(webhook.id) if signed and webhook is not None else None,
+    )
+    request.combo_ratelimit = decision  # for the X-RateLimit-* headers
+    if decision is not None and not decision.allowed:
+        raise decision.error()
 
 
 def _read_call(request) -> services.InboundCall:

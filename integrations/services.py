@@ -268,6 +268,30 @@ def _storable_problem(payload) -> str | None:
     return None
 
 
+def signature_verifies(webhook: Webhook | None, call: InboundCall) -> bool:
+    """Whether the call is signed with one of the webhook's secrets (nothing recorded).
+
+    Decides whose rate-limit budget a call spends (integrations.api): a signed
+    call its webhook's, anything else its sender's address's, so forged calls
+    cannot use up a webhook's budget.
+    """
+    if webhook is None or call.body is None:
+        return False
+    now = timezone.now()
+    try:
+        signing.verify(
+            secrets=_candidate_secrets(webhook, now),
+            body=call.body,
+            header=call.signature,
+            require_timestamp=webhook.require_timestamp,
+            tolerance=settings.COMBO_WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS,
+            now=now.timestamp(),
+        )
+    except ComboError:
+        return False
+    return True
+
+
 def event_receive(*, webhook: Webhook, call: InboundCall) -> Receipt:
     """Decide on one inbound call; a refusal is recorded, then raised as its ComboError."""
     now = timezone.now()

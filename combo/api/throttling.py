@@ -37,6 +37,8 @@ class FamilyRateThrottle(BaseThrottle):
         if getattr(django_request, "combo_ratelimit", _UNSET) is not _UNSET:
             return True  # counted once per request, even if a view is re-entered
         family, params = ratelimit.operation_family(request.method, django_request.path)
+        if family == ratelimit.WEBHOOK and getattr(view, "counts_its_own_requests", False):
+            return True  # after checking the signature, to pick whose budget (integrations.api)
         principal = request.auth if isinstance(request.auth, Principal) else None
         try:
             decision = ratelimit.check(

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -354,3 +355,19 @@ def test_an_unreadable_secret_is_a_server_fault_not_a_refusal(make_webhook, post
     assert (status, body["code"]) == (500, 20001) and "rotate" in body["message"]
     assert not WebhookDelivery.objects.exists()
     assert "cannot be decrypted" in caplog.text and hook.secret not in caplog.text
+
+
+@override_settings(RATE_LIMITS={**settings.RATE_LIMITS, "webhook": 3})
+@time_machine.travel("2026-11-27 10:00:05", tick=False)  # one rate-limit window for the whole test
+def test_forged_calls_spend_their_senders_budget_not_the_webhooks(make_webhook, post_event):
+    hook = make_webhook()
+    forged = [post_event(hook.id, {"question": "x"}, signature="sha256=" + "0" * 64) for _ in range(5)]
+    assert [status for status, _, _ in forged] == [401, 401, 401, 429, 429]
+    assert forged[2][2]["X-RateLimit-Remaining"] == "0"
+    # Refused before anything is stored: the flood writes at most its budget's worth of rows.
+    assert WebhookDelivery.objects.filter(webhook_id=hook.id, status="rejected").count() == 3
+    # The webhook's real sender, even from the same address, is not held up.
+    signed = [post_event(hook.id, {"question": f"q{n}"}, secret=hook.secret) for n in range(4)]
+    assert [status for status, _, _ in signed] == [202, 202, 202, 429]
+    assert signed[0][2]["X-RateLimit-Limit"] == "3" and signed[0][2]["X-RateLimit-Remaining"] == "2"
+    assert signed[3][1]["data"]["family"] == "webhook"
