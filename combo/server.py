@@ -222,7 +222,18 @@ def _cache_content_type_parsing() -> None:
         http._parseContentType = functools.lru_cache(maxsize=256)(parse)
 
 
+def _reason_phrases() -> None:
+    """Status lines for the codes Twisted's table lacks ("HTTP/1.1 429 Unknown Status" otherwise)."""
+    from http import HTTPStatus
+
+    from twisted.web import http
+
+    for status in HTTPStatus:
+        http.RESPONSES.setdefault(status.value, status.phrase.encode("ascii"))
+
+
 def main() -> None:
+    _reason_phrases()
     _install_nodelay()
     _install_direct_writes()
     _cache_content_type_parsing()

@@ -113,3 +113,17 @@ def test_an_oversized_webhook_event_is_refused_and_stored_as_a_rejected_delivery
     assert len(deliveries) == before + 1
     status_, code, body_size = deliveries[0]
     assert (status_, code) == ("rejected", 10070) and body_size > 1024 * 1024
+
+
+def test_status_lines_carry_their_reason_phrase(live):
+    """Twisted's table lacks some codes daphne sends, 429 among them."""
+    host, port = live.url.removeprefix("http://").split(":")
+    lines = []
+    for _ in range(11):  # the login family allows 10 tries a minute per address
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            body = b'{"username": "nobody", "password": "x"}'
+            sock.sendall(b"POST /v1/auth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            lines.append(sock.makefile("rb").readline().strip())
+    assert lines[0] == b"HTTP/1.1 401 Unauthorized"
+    assert lines[-1] == b"HTTP/1.1 429 Too Many Requests"
