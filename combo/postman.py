@@ -246,40 +246,33 @@ def _capture_script(variable: str) -> dict:
     object, not on the caller's.
     """
     name, created = json.dumps(variable), json.dumps(_created_key(variable))
-    return {
-        "listen": "test",
-        "script": {
-            "type": "text/javascript",
-            "exec": [
-                "if (pm.response.code === 201) {",
-                "    const body = pm.response.json();",
-                "    if (body && body.data && body.data.id) {",
-                f"        pm.collectionVariables.set({name}, body.data.id);",
-                f"        pm.collectionVariables.set({created}, body.data.id);",
-                f"        if (pm.environment.has({name})) {{ pm.environment.set({name}, body.data.id); }}",
-                "    }",
-                "}",
-            ],
-        },
-    }
+    return _script("test", [
+        "if (pm.response.code === 201) {",
+        "    const body = pm.response.json();",
+        "    if (body && body.data && body.data.id) {",
+        f"        pm.collectionVariables.set({name}, body.data.id);",
+        f"        pm.collectionVariables.set({created}, body.data.id);",
+        f"        if (pm.environment.has({name})) {{ pm.environment.set({name}, body.data.id); }}",
+        "    }",
+        "}",
+    ])
 
 
 def _delete_guard(variable: str) -> dict:
     """A DELETE runs only on an object this run created: never on one a caller named."""
     name, created = json.dumps(variable), json.dumps(_created_key(variable))
-    return {
-        "listen": "prerequest",
-        "script": {
-            "type": "text/javascript",
-            "exec": [
-                f"const made = pm.collectionVariables.get({created});",
-                f"if (!made || pm.variables.get({name}) !== made) {{",
-                f"    console.log('Skipped: deletes only what this run created (' + {name} + ').');",
-                "    pm.execution.skipRequest();",
-                "}",
-            ],
-        },
-    }
+    return _script("prerequest", [
+        f"const made = pm.collectionVariables.get({created});",
+        f"if (!made || pm.variables.get({name}) !== made) {{",
+        f"    console.log('Skipped: deletes only what this run created (' + {name} + ').');",
+        "    pm.execution.skipRequest();",
+        "}",
+    ])
+
+
+def _script(listen: str, lines: list[str]) -> dict:
+    """A Postman event running `lines` of JavaScript (`test`: after the response; `prerequest`: before)."""
+    return {"listen": listen, "script": {"type": "text/javascript", "exec": lines}}
 
 
 def _request_item(path: str, method: str, operation: dict, path_item: dict, document: dict,
@@ -354,17 +347,11 @@ def collection_from_openapi(document: dict, base_url: str, *, prefix: str = "/v1
         },
         "auth": {"type": "bearer", "bearer": [{"key": "token", "value": "{{api_key}}", "type": "string"}]},
         "event": [
-            {
-                "listen": "test",
-                "script": {
-                    "type": "text/javascript",
-                    "exec": [
-                        'pm.test("no server error", function () {',
-                        "    pm.expect(pm.response.code).to.be.below(500);",
-                        "});",
-                    ],
-                },
-            }
+            _script("test", [
+                'pm.test("no server error", function () {',
+                "    pm.expect(pm.response.code).to.be.below(500);",
+                "});",
+            ])
         ],
         "variable": variables,
         "item": items,

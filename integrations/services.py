@@ -277,19 +277,23 @@ def signature_verifies(webhook: Webhook | None, call: InboundCall) -> bool:
     """
     if webhook is None or call.body is None:
         return False
-    now = timezone.now()
     try:
-        signing.verify(
-            secrets=_candidate_secrets(webhook, now),
-            body=call.body,
-            header=call.signature,
-            require_timestamp=webhook.require_timestamp,
-            tolerance=settings.COMBO_WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS,
-            now=now.timestamp(),
-        )
+        _verify(webhook, call, timezone.now())
     except ComboError:
         return False
     return True
+
+
+def _verify(webhook: Webhook, call: InboundCall, now) -> signing.Verified:
+    """The call's signature checked against the webhook's current (and previous) secret; ComboError if not."""
+    return signing.verify(
+        secrets=_candidate_secrets(webhook, now),
+        body=call.body,
+        header=call.signature,
+        require_timestamp=webhook.require_timestamp,
+        tolerance=settings.COMBO_WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS,
+        now=now.timestamp(),
+    )
 
 
 def event_receive(*, webhook: Webhook, call: InboundCall) -> Receipt:
@@ -315,14 +319,7 @@ def event_receive(*, webhook: Webhook, call: InboundCall) -> Receipt:
             ComboError(ErrorCode.BAD_REQUEST, "X-Combo-Delivery must be 1-200 printable ASCII characters, no spaces.")
         )
     try:
-        verified = signing.verify(
-            secrets=_candidate_secrets(webhook, now),
-            body=call.body,
-            header=call.signature,
-            require_timestamp=webhook.require_timestamp,
-            tolerance=settings.COMBO_WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS,
-            now=now.timestamp(),
-        )
+        verified = _verify(webhook, call, now)
     except ComboError as exc:
         if exc.error is ErrorCode.INTERNAL_ERROR:
             raise
