@@ -18,7 +18,7 @@ from agents.models import Agent
 from combo import ratelimit
 from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin
 from combo.errors import ComboError, ErrorCode
-from integrations import services
+from integrations import services, signing
 from integrations.models import Webhook, WebhookDelivery
 from integrations.serializers import (
     DeliveryDetailSerializer,
@@ -219,10 +219,10 @@ class WebhookEventsView(APIView):
         except ValueError:  # not an id at all: no such webhook either
             webhook = None
         call = _read_call(request._request)
-        _spend_budget(request._request, webhook, call)
+        verified = _spend_budget(request._request, webhook, call)
         if webhook is None:
             raise ComboError(ErrorCode.NOT_FOUND, "No webhook with this id.")
-        receipt = services.event_receive(webhook=webhook, call=call)
+        receipt = services.event_receive(webhook=webhook, call=call, verified=verified)
         delivery = receipt.delivery
         body = {
             "delivery_id": delivery.id,
@@ -236,23 +236,25 @@ class WebhookEventsView(APIView):
         return response
 
 
-def _spend_budget(request, webhook: Webhook | None, call: services.InboundCall) -> None:
+def _spend_budget(request, webhook: Webhook | None, call: services.InboundCall) -> signing.Verified | None:
     """One request of the webhook family (docs/rate-limits.md), after the signature is checked.
 
     A signed call spends its webhook's budget; any other (unsigned, forged,
     for no webhook) its sender's address's, so a flood of forged calls is
     limited per address and cannot use up the budget of the webhook's real
     sender. (The family's DRF throttle leaves this operation to the view.)
+    Returns the verified signature (None: not signed with the webhook's secret).
     """
-    signed = services.signature_verifies(webhook, call)
+    verified = services.signature_check(webhook, call)
     decision = ratelimit.check(
         ratelimit.WEBHOOK,
         client_ip=ratelimit.request_client_ip(request),
-        webhook_id=str(webhook.id) if signed and webhook is not None else None,
+        webhook_id=str(webhook.id) if verified is not None and webhook is not None else None,
     )
     request.combo_ratelimit = decision  # for the X-RateLimit-* headers
     if decision is not None and not decision.allowed:
         raise decision.error()
+    return verified
 
 
 def _read_call(request) -> services.InboundCall:

@@ -268,20 +268,19 @@ def _storable_problem(payload) -> str | None:
     return None
 
 
-def signature_verifies(webhook: Webhook | None, call: InboundCall) -> bool:
-    """Whether the call is signed with one of the webhook's secrets (nothing recorded).
+def signature_check(webhook: Webhook | None, call: InboundCall) -> signing.Verified | None:
+    """The call's verified signature, or None when it is not signed with the webhook's secret (nothing recorded).
 
     Decides whose rate-limit budget a call spends (integrations.api): a signed
     call its webhook's, anything else its sender's address's, so forged calls
-    cannot use up a webhook's budget.
+    cannot use up a webhook's budget. Pass it on to `event_receive`.
     """
     if webhook is None or call.body is None:
-        return False
+        return None
     try:
-        _verify(webhook, call, timezone.now())
+        return _verify(webhook, call, timezone.now())
     except ComboError:
-        return False
-    return True
+        return None
 
 
 def _verify(webhook: Webhook, call: InboundCall, now) -> signing.Verified:
@@ -296,8 +295,12 @@ def _verify(webhook: Webhook, call: InboundCall, now) -> signing.Verified:
     )
 
 
-def event_receive(*, webhook: Webhook, call: InboundCall) -> Receipt:
-    """Decide on one inbound call; a refusal is recorded, then raised as its ComboError."""
+def event_receive(*, webhook: Webhook, call: InboundCall, verified: signing.Verified | None = None) -> Receipt:
+    """Decide on one inbound call; a refusal is recorded, then raised as its ComboError.
+
+    `verified`: the call's signature as `signature_check` found it, if it was
+    checked already (None: checked here, which also says why it fails).
+    """
     now = timezone.now()
     sender_id = (call.delivery_id or "").strip()
     shape = {
@@ -319,7 +322,7 @@ def event_receive(*, webhook: Webhook, call: InboundCall) -> Receipt:
             ComboError(ErrorCode.BAD_REQUEST, "X-Combo-Delivery must be 1-200 printable ASCII characters, no spaces.")
         )
     try:
-        verified = _verify(webhook, call, now)
+        verified = verified if verified is not None else _verify(webhook, call, now)
     except ComboError as exc:
         if exc.error is ErrorCode.INTERNAL_ERROR:
             raise
