@@ -50,7 +50,7 @@ from combo.api.exceptions import _classify
 from combo.api.middleware import new_request_id
 from combo.api.parsers import MalformedBody, loads_object
 from combo.batching import CheckThenRecord
-from combo.errors import ComboError, ErrorCode
+from combo.errors import ComboError, ErrorCode, challenge
 
 logger = logging.getLogger("combo.completions")
 
@@ -76,7 +76,7 @@ def _error_reply(error: ComboError, request_id: str, headers: dict[str, str] | N
     body = error_body(error.error, error.message, request_id, errors=error.errors, extra=error.extra)
     out = {"Content-Type": "application/json", **error.headers, **(headers or {})}
     if error.error.status == 401:
-        out["WWW-Authenticate"] = 'Bearer realm="combo"'
+        out["WWW-Authenticate"] = challenge(error.error)
     return Reply(status=error.error.status, headers=out, body=_json(body))
 
 

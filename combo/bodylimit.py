@@ -20,7 +20,6 @@ from combo.api.middleware import new_request_id
 from combo.errors import ErrorCode
 
 UPLOAD_PATH = "/v1/combo/files"
-WEBHOOK_EVENTS = re.compile(r"^/v1/integrations/webhooks/[^/]+/events/?$")
 
 
 def _limit(path: str, headers: dict[bytes, bytes]) -> int | None:
@@ -66,10 +65,11 @@ def body_limit(app):
         limit = _limit(path, headers)
         if limit is None:
             return await app(scope, receive, send)
-        # A webhook's events refuse an oversized body themselves, and store the
-        # refusal as a delivery (docs/webhooks.md): the view reads no more than
-        # its own limit + 1 bytes, so it is handed at most that many.
-        webhook = WEBHOOK_EVENTS.match(path) is not None
+        # The paths that limit their own bodies (API_OWN_BODY_LIMIT_PATHS: a
+        # webhook's events) refuse an oversized body themselves and store the
+        # refusal as a delivery (docs/webhooks.md); the view reads no more than
+        # its limit + 1 bytes, so it is handed at most that many.
+        webhook = any(re.match(pattern, path) for pattern in settings.API_OWN_BODY_LIMIT_PATHS)
         if webhook:
             limit = settings.COMBO_WEBHOOK_MAX_BODY_BYTES
         declared = headers.get(b"content-length")

@@ -81,6 +81,7 @@ class HealthView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     extra_error_statuses = ["503"]  # 20002: a dependency is down
+    answers_without_limits = True  # also when the rate-limit store is down and limits fail closed
 
     @extend_schema(
         operation_id="health",

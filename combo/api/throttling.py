@@ -19,7 +19,6 @@ from combo.api.middleware import is_api_path
 from combo.errors import ComboError, ErrorCode
 
 _UNSET = object()
-HEALTH_PATH = "/v1/health"
 
 
 def _login_username(request) -> str | None:
@@ -49,9 +48,10 @@ class FamilyRateThrottle(BaseThrottle):
                 webhook_id=params.get("webhook_id"),
             )
         except ComboError as exc:
-            # Failing closed, a down limit store refuses every call, but the
-            # health check: it is how an operator finds out what is down.
-            if exc.error is not ErrorCode.RATE_LIMIT_BACKEND_DOWN or django_request.path.rstrip("/") != HEALTH_PATH:
+            # Failing closed, a down limit store refuses every call but those of
+            # a view that must answer anyway (the health check: it is how an
+            # operator finds out what is down).
+            if exc.error is not ErrorCode.RATE_LIMIT_BACKEND_DOWN or not getattr(view, "answers_without_limits", False):
                 raise
             decision = None
         django_request.combo_ratelimit = decision
