@@ -58,3 +58,44 @@ def test_a_bad_row_raises_a_database_error_and_the_batch_writes_nothing(alice):
     results = write_batch([fresh, taken], write)
     assert results[0] is None and isinstance(results[1], DatabaseError)
     assert list(Message.objects.filter(content="hi").values_list("id", flat=True)) == [fresh]
+
+
+def _samples(field) -> list:
+    """Values of the kinds the typed preparation takes a shortcut for, and some it must not."""
+    from datetime import datetime
+    from datetime import timezone as dt_timezone
+    from zoneinfo import ZoneInfo
+
+    from django.db.models import DateTimeField, ForeignKey, UUIDField
+
+    target = field.target_field if isinstance(field, ForeignKey) else field
+    if isinstance(target, UUIDField):
+        value = uuid.uuid4()
+        return [value, str(value), value.hex] + ([None] if field.null else [])
+    if isinstance(field, DateTimeField):
+        moment = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=dt_timezone.utc)
+        return [moment, moment.replace(microsecond=0), moment.astimezone(ZoneInfo("Asia/Kolkata")),
+                moment.astimezone(ZoneInfo("America/St_Johns")), timezone.now()] + ([None] if field.null else [])
+    return []
+
+
+@pytest.mark.django_db
+def test_the_typed_preparation_gives_what_the_fields_give():
+    """combo.db's shortcuts for UUIDs and datetimes, value for value, on this run's database."""
+    from django.apps import apps
+    from django.db import connection
+
+    from combo.db import _preparers
+
+    compared = 0
+    for model in apps.get_models():
+        if model._meta.app_label not in ("accounts", "agents", "integrations"):
+            continue
+        preparers = dict(_preparers(model, connection))
+        for field in model._meta.concrete_fields:
+            for value in _samples(field):
+                expected = None if value is None else field.get_db_prep_save(value, connection)
+                got = preparers[field.attname](value)
+                assert (type(got), got) == (type(expected), expected), (model, field.attname, value)
+                compared += 1
+    assert compared > 50
