@@ -90,7 +90,10 @@ async def test_a_check_never_runs_ahead_of_the_records_of_earlier_checks():
     assert log[:3] == ["check [1]", "record [1]", "check [2]"]
 
 
-async def test_the_database_thread_takes_the_next_batch_without_waiting_for_the_loop():
+@pytest.mark.parametrize("hop_seconds", [batching.HOP_SECONDS, 0.0], ids=["within a hop", "past its time"])
+async def test_the_database_thread_takes_the_next_batch_without_waiting_for_the_loop(monkeypatch, hop_seconds):
+    # Past HOP_SECONDS too: with no other batched step waiting, the hop goes on.
+    monkeypatch.setattr(batching, "HOP_SECONDS", hop_seconds)
     queued = threading.Event()
     checked: dict[tuple, float] = {}
 
@@ -114,20 +117,42 @@ async def test_the_database_thread_takes_the_next_batch_without_waiting_for_the_
     assert checked[(2,)] < busy_until
 
 
-async def test_a_long_burst_leaves_the_thread_to_others_between_hops(monkeypatch):
-    monkeypatch.setattr(batching, "HOP_SECONDS", 0.0)  # every batch is a hop of its own
+async def test_a_long_burst_leaves_the_thread_to_other_batched_steps_between_hops(monkeypatch):
+    monkeypatch.setattr(batching, "HOP_SECONDS", 0.0)  # every batch is a hop of its own when others wait
     release = asyncio.Event()
     log: list[str] = []
     pipeline = CheckThenRecord(*logged_steps(log, release))
     await pipeline(1)
     second = asyncio.ensure_future(pipeline(2))
     await asyncio.sleep(0)
-    other = asyncio.ensure_future(sync_to_async(log.append, thread_sensitive=True)("other work"))
+    others = batching.Batcher(lambda items: [log.append("other work") for _ in items])
+    other = asyncio.ensure_future(others("finish"))
     await asyncio.sleep(0.05)
     release.set()
     (_, second_recorded), _ = await asyncio.wait_for(asyncio.gather(second, other), 5)
     await asyncio.wait_for(second_recorded, 5)  # the caller has its result before its record is written
     assert log == ["check [1]", "record [1]", "other work", "check [2]", "record [2]"]
+    assert batching._waiting == 0
+
+
+async def test_a_step_cancelled_before_the_thread_took_it_is_no_longer_counted_as_waiting():
+    hold, entered = threading.Event(), threading.Event()
+
+    def busy(items):
+        entered.set()
+        hold.wait(5)
+        return items
+
+    first = asyncio.ensure_future(batching.Batcher(busy)("a"))  # holds the database thread
+    await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
+    waiting = asyncio.ensure_future(batching._database_step(lambda: "b")())
+    await asyncio.sleep(0.05)
+    assert batching.others_waiting()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert not batching.others_waiting()
+    hold.set()
+    assert await asyncio.wait_for(first, 5) == "a"
 
 
 async def test_a_result_whose_caller_left_is_orphaned_and_still_recorded():
