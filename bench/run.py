@@ -57,7 +57,7 @@ from tests.fakes.openai_server import answer_tokens  # noqa: E402  (stdlib only)
 
 PY = sys.executable
 UPSTREAM_KEY = "sk-bench-upstream"
-APPS = {"combo": "combo.asgi:application", "floor": "bench.floor:application"}
+APPS = {"combo": "combo.asgi:application", "floor": "bench.floor:application", "proxy": "bench.proxy:application"}
 
 # Targets from issue 3, for one server process on a 2-core machine.
 TARGETS = {
@@ -740,8 +740,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="daphne",
                         help="the ASGI server (the product uses daphne; uvicorn is for comparison)")
     parser.add_argument("--app", choices=sorted(APPS), default="combo",
-                        help="combo (the product) or floor (bench/floor.py: the same stream with none of Combo's "
-                             "work, to measure the server itself)")
+                        help="combo (the product), floor (bench/floor.py: the same stream with none of Combo's "
+                             "work, to measure the server itself) or proxy (bench/proxy.py: a minimal hand-rolled "
+                             "Starlette proxy of the upstream, the yardstick of issue 3; needs starlette)")
     parser.add_argument("--warm", action="store_true",
                         help="before each measured burst, run one unmeasured burst of N on the same server "
                              "(steady state: a pooled upstream connection per stream)")
@@ -775,7 +776,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--processes takes 1..64")
     production = args.backend == "postgres" or args.processes > 1
     if production and (args.server != "daphne" or args.app != "combo"):
-        parser.error("--server uvicorn and --app floor run one process on SQLite only")
+        parser.error("--server uvicorn and --app floor or proxy run one process on SQLite only")
+    if args.app == "proxy" or args.server == "uvicorn":
+        import importlib.util
+
+        for needed in ["starlette", "httpx"] if args.app == "proxy" else []:
+            if importlib.util.find_spec(needed) is None:
+                parser.error(f"--app proxy needs {needed} (bench/README.md: install it beside, with PYTHONPATH)")
+        if args.server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
+            parser.error("--server uvicorn needs uvicorn (bench/README.md: install it beside, with PYTHONPATH)")
     if args.backend == "postgres":
         reason = postgres_unreachable()
         if reason:
