@@ -24,7 +24,7 @@ from django.db import DatabaseError, connections, router
 from django.db.models import DateTimeField, ForeignKey, Model, UUIDField
 
 _DEFAULTS: dict[type[Model], dict[str, Any]] = {}
-_PREPARERS: dict[tuple[type[Model], str], list] = {}
+_PREPARERS: dict[tuple, list] = {}  # by model, database and time zone settings
 
 
 def new_uuids(count: int) -> list[uuid.UUID]:
@@ -92,7 +92,7 @@ def _preparers(model: type[Model], connection) -> list[tuple[str, Any]]:
     this connection (tests/foundation/test_db_helpers.py compares the two on
     SQLite and PostgreSQL); anything else goes through the field.
     """
-    key = (model, connection.alias)
+    key = (model, connection.alias, settings.USE_TZ, connection.timezone_name)
     found = _PREPARERS.get(key)
     if found is None:
         fields = model._meta.concrete_fields
