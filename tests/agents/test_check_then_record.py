@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 
 from accounts import services as accounts
 from accounts.models import ApiKey

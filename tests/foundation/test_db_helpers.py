@@ -62,8 +62,7 @@ def test_a_bad_row_raises_a_database_error_and_the_batch_writes_nothing(alice):
 
 def _samples(field) -> list:
     """Values of the kinds the typed preparation takes a shortcut for, and some it must not."""
-    from datetime import datetime
-    from datetime import timezone as dt_timezone
+    from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
     from django.db.models import DateTimeField, ForeignKey, UUIDField
@@ -73,7 +72,7 @@ def _samples(field) -> list:
         value = uuid.uuid4()
         return [value, str(value), value.hex] + ([None] if field.null else [])
     if isinstance(field, DateTimeField):
-        moment = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=dt_timezone.utc)
+        moment = datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=UTC)
         return [moment, moment.replace(microsecond=0), moment.astimezone(ZoneInfo("Asia/Kolkata")),
                 moment.astimezone(ZoneInfo("America/St_Johns")), timezone.now()] + ([None] if field.null else [])
     return []
