@@ -10,6 +10,8 @@ import logging
 import os
 
 import pytest
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.locmem import LocMemCache
 
 from accounts.services import authenticate_bearer
 from combo import ratelimit
@@ -81,6 +83,26 @@ def test_without_redis_each_request_is_checked_in_turn(alice, clock, limits, set
     assert ratelimit.check_many(ratelimit.COMPLETIONS, []) == []
 
 
+def test_in_process_a_batch_and_single_checks_spend_one_budget_window_by_window(alice, bob, clock, limits, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    limits(completions=4)
+    a = authenticate_bearer(f"Bearer {alice.api_key}")
+    b = authenticate_bearer(f"Bearer {bob.api_key}")
+
+    first = ratelimit.check(ratelimit.COMPLETIONS, principal=a)
+    assert (first.allowed, first.remaining) == (True, 3)
+    batch = ratelimit.check_many(ratelimit.COMPLETIONS, [(a, ""), (b, ""), (a, ""), (a, ""), (a, "")])
+    assert spent(batch) == [(True, 2), (True, 3), (True, 1), (True, 0), (False, 0)]
+    assert batch[-1].reset == first.reset
+    again = ratelimit.check(ratelimit.COMPLETIONS, principal=b)
+    assert (again.allowed, again.remaining) == (True, 2)
+
+    clock.shift(ratelimit.WINDOW_SECONDS)  # a new window: the batch starts its counter, check goes on with it
+    assert spent(ratelimit.check_many(ratelimit.COMPLETIONS, [(a, "")])) == [(True, 3)]
+    later = ratelimit.check(ratelimit.COMPLETIONS, principal=a)
+    assert (later.allowed, later.remaining) == (True, 2)
+
+
 def test_with_redis_down_a_batch_fails_open_or_closed_like_check(alice, settings, caplog):
     settings.CACHES = DEAD_REDIS
     a = authenticate_bearer(f"Bearer {alice.api_key}")
@@ -98,3 +120,26 @@ def test_limits_switched_off_count_nothing_in_a_batch(alice, settings, redis_cac
     a = authenticate_bearer(f"Bearer {alice.api_key}")
     assert ratelimit.check_many(ratelimit.COMPLETIONS, [(a, "")]) == [None]
     assert redis_cache.keys("*:rl:*") == []
+
+
+class BrokenCache(LocMemCache):
+    """An in-process cache whose counters cannot be reached (as a cache server that is down)."""
+
+    def incr(self, key, delta=1, version=None):
+        raise ConnectionError("cache down")
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        raise ConnectionError("cache down")
+
+
+def test_with_another_cache_down_a_batch_fails_open_or_closed_like_check(alice, settings, caplog):
+    settings.CACHES = {"default": {"BACKEND": "tests.ratelimit.test_check_many.BrokenCache"}}
+    a = authenticate_bearer(f"Bearer {alice.api_key}")
+    assert ratelimit._redis_client() is None
+    with caplog.at_level(logging.WARNING, logger="combo.ratelimit"):
+        assert ratelimit.check_many(ratelimit.COMPLETIONS, [(a, ""), (a, "")]) == [None, None]
+    assert "rate-limit cache unavailable" in caplog.text
+
+    settings.RATE_LIMIT_FAIL_OPEN = False
+    outcomes = ratelimit.check_many(ratelimit.COMPLETIONS, [(a, ""), (a, "")])
+    assert [o.error for o in outcomes] == [ErrorCode.RATE_LIMIT_BACKEND_DOWN] * 2
