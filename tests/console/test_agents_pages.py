@@ -14,6 +14,9 @@ from agents import services
 from agents.models import Agent
 
 XSS = "<script>alert(1)</script>"
+# Bob's agent or webhook by name, however the page escapes it. Not a bare "Bob": a random
+# CSRF token or id in the page can hold those three letters.
+BOBS = re.compile(r"Bob(&#x27;|&#39;|'|\\u0027)s")
 XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
 
@@ -24,7 +27,7 @@ def body(response) -> str:
 def test_the_list_shows_alices_agents_and_not_bobs(alice_client, alice_agent, bob_agent):
     page = body(alice_client.get("/console/agents/"))
     assert "Alice&#x27;s helper" in page and str(alice_agent.id) in page
-    assert "Bob" not in page and str(bob_agent.id) not in page
+    assert not BOBS.search(page) and str(bob_agent.id) not in page
     assert f"/console/agents/{alice_agent.id}/playground/" in page
 
 

@@ -26,6 +26,9 @@ from integrations.models import DeliveryAttempt, Webhook, WebhookDelivery
 from tests.integrations.conftest import allow_loopback, receiver, run_worker  # noqa: F401 (fixtures)
 
 XSS = "<script>alert(1)</script>"
+# Bob's agent or webhook by name, however the page escapes it. Not a bare "Bob": a random
+# CSRF token or id in the page can hold those three letters.
+BOBS = re.compile(r"Bob(&#x27;|&#39;|'|\\u0027)s")
 XSS_ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 WEBHOOKS = "/console/integrations/webhooks/"
 EVENTS = "/v1/integrations/webhooks/{}/events"
@@ -138,7 +141,7 @@ def test_the_list_shows_alices_webhooks_and_not_bobs(alice_client, client, hook,
     send_event(client, hook.webhook.id, hook.secret)
     disabled = services.webhook_create(owner=hook.webhook.owner, agent=hook.webhook.agent, name="Paused", enabled=False)
     page = body(alice_client.get(WEBHOOKS))
-    assert "PR reviews" in page and "Paused" in page and "Bob" not in page
+    assert "PR reviews" in page and "Paused" in page and not BOBS.search(page)
     assert str(bob_hook.webhook.id) not in page
     row = re.search(r"<tr>\s*<td class=\"cell-strong\"><a href=\"[^\"]+\">PR reviews</a>.*?</tr>", page, re.S).group(0)
     assert "Alice&#x27;s helper" in row  # the agent
@@ -220,7 +223,7 @@ def test_form_errors_appear_next_to_their_fields(alice_client, alice_agent, bob_
     assert response.status_code == 400
     assert "Give the webhook a name" in field_errors(page, "name") or "required" in field_errors(page, "name")
     assert "Select a valid choice" in field_errors(page, "agent")
-    assert "Bob" not in page  # bob's agent is not among the choices
+    assert not BOBS.search(page)  # bob's agent is not among the choices
 
     response = alice_client.post(WEBHOOKS + "new/", create_form(
         alice_agent, form_token=token, question_template="{{ title|upper }} and {{ 7*7 }}",
