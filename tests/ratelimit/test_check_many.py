@@ -1,4 +1,4 @@
-"""ratelimit.check_many: a batch of requests spends the very counters `check` spends, in one round trip to Redis.
+"""ratelimit.check_many: a batch spends the very counters `check` spends (on Redis in one round trip).
 
 The Redis tests use COMBO_TEST_REDIS_URL's database 12 (flushed before and
 after) and are skipped, with the reason printed, when no Redis answers.
@@ -43,10 +43,24 @@ def spent(outcomes) -> list[tuple[bool, int]]:
     return [(d.allowed, d.remaining) for d in outcomes]
 
 
-def test_on_redis_a_batch_and_single_checks_spend_one_budget(alice, bob, clock, limits, redis_cache):
+IN_PROCESS = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
+@pytest.fixture(params=["redis", "in-process"])
+def counters(request, settings):
+    """The cache the counters live in: Redis (the pipelined path; its client) or the in-process one (None)."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_cache")
+    settings.CACHES = IN_PROCESS
+    assert ratelimit._redis_client() is None  # the embedded in-process cache: one incr per counter
+    return None
+
+
+def test_a_batch_and_single_checks_spend_one_budget_window_by_window(alice, bob, clock, limits, counters):
     limits(completions=4)
     a = authenticate_bearer(f"Bearer {alice.api_key}")
     b = authenticate_bearer(f"Bearer {bob.api_key}")
+    assert ratelimit.check_many(ratelimit.COMPLETIONS, []) == []
 
     first = ratelimit.check(ratelimit.COMPLETIONS, principal=a)
     assert (first.allowed, first.remaining) == (True, 3)
@@ -54,48 +68,19 @@ def test_on_redis_a_batch_and_single_checks_spend_one_budget(alice, bob, clock, 
     # In order within the batch; bob's key has a budget of its own.
     assert spent(batch) == [(True, 2), (True, 3), (True, 1), (True, 0), (False, 0)]
     refused = batch[-1]
-    assert 1 <= refused.retry_after <= ratelimit.WINDOW_SECONDS
+    assert 1 <= refused.retry_after <= ratelimit.WINDOW_SECONDS and refused.reset == first.reset
     assert refused.error().error == ErrorCode.RATE_LIMITED
     again = ratelimit.check(ratelimit.COMPLETIONS, principal=a)
     assert (again.allowed, again.remaining, again.reset) == (False, 0, first.reset)
+    bobs = ratelimit.check(ratelimit.COMPLETIONS, principal=b)
+    assert (bobs.allowed, bobs.remaining) == (True, 2)
 
-    # The counters are django-ratelimit's keys, each expiring with its window (+ its 5 s of slack).
-    keys = redis_cache.keys("*:rl:*")  # django-ratelimit's prefix (API keys may be cached beside them)
-    assert len(keys) == 2
-    for key in keys:
-        assert 0 < redis_cache.ttl(key) <= ratelimit.WINDOW_SECONDS + 5
-
-
-def test_on_redis_a_new_window_starts_a_new_count(alice, clock, limits, redis_cache):
-    limits(completions=2)
-    a = authenticate_bearer(f"Bearer {alice.api_key}")
-    assert spent(ratelimit.check_many(ratelimit.COMPLETIONS, [(a, "")] * 3)) == [(True, 1), (True, 0), (False, 0)]
-    clock.shift(ratelimit.WINDOW_SECONDS)
-    assert spent(ratelimit.check_many(ratelimit.COMPLETIONS, [(a, "")])) == [(True, 1)]
-
-
-def test_without_redis_each_request_is_checked_in_turn(alice, clock, limits, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    limits(completions=2)
-    a = authenticate_bearer(f"Bearer {alice.api_key}")
-    assert ratelimit._redis_client() is None  # the embedded in-process cache
-    assert spent(ratelimit.check_many(ratelimit.COMPLETIONS, [(a, "")] * 3)) == [(True, 1), (True, 0), (False, 0)]
-    assert ratelimit.check_many(ratelimit.COMPLETIONS, []) == []
-
-
-def test_in_process_a_batch_and_single_checks_spend_one_budget_window_by_window(alice, bob, clock, limits, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    limits(completions=4)
-    a = authenticate_bearer(f"Bearer {alice.api_key}")
-    b = authenticate_bearer(f"Bearer {bob.api_key}")
-
-    first = ratelimit.check(ratelimit.COMPLETIONS, principal=a)
-    assert (first.allowed, first.remaining) == (True, 3)
-    batch = ratelimit.check_many(ratelimit.COMPLETIONS, [(a, ""), (b, ""), (a, ""), (a, ""), (a, "")])
-    assert spent(batch) == [(True, 2), (True, 3), (True, 1), (True, 0), (False, 0)]
-    assert batch[-1].reset == first.reset
-    again = ratelimit.check(ratelimit.COMPLETIONS, principal=b)
-    assert (again.allowed, again.remaining) == (True, 2)
+    if counters is not None:
+        # The counters are django-ratelimit's keys, each expiring with its window (+ its 5 s of slack).
+        keys = counters.keys("*:rl:*")  # django-ratelimit's prefix (API keys may be cached beside them)
+        assert len(keys) == 2
+        for key in keys:
+            assert 0 < counters.ttl(key) <= ratelimit.WINDOW_SECONDS + 5
 
     clock.shift(ratelimit.WINDOW_SECONDS)  # a new window: the batch starts its counter, check goes on with it
     assert spent(ratelimit.check_many(ratelimit.COMPLETIONS, [(a, "")])) == [(True, 3)]
@@ -103,8 +88,22 @@ def test_in_process_a_batch_and_single_checks_spend_one_budget_window_by_window(
     assert (later.allowed, later.remaining) == (True, 2)
 
 
-def test_with_redis_down_a_batch_fails_open_or_closed_like_check(alice, settings, caplog):
-    settings.CACHES = DEAD_REDIS
+class BrokenCache(LocMemCache):
+    """An in-process cache whose counters cannot be reached (as a cache server that is down)."""
+
+    def incr(self, key, delta=1, version=None):
+        raise ConnectionError("cache down")
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        raise ConnectionError("cache down")
+
+
+@pytest.mark.parametrize(
+    "caches", [DEAD_REDIS, {"default": {"BACKEND": "tests.ratelimit.test_check_many.BrokenCache"}}],
+    ids=["redis", "in-process"],
+)
+def test_with_the_cache_down_a_batch_fails_open_or_closed_like_check(alice, settings, caplog, caches):
+    settings.CACHES = caches
     a = authenticate_bearer(f"Bearer {alice.api_key}")
     with caplog.at_level(logging.WARNING, logger="combo.ratelimit"):
         assert ratelimit.check_many(ratelimit.COMPLETIONS, [(a, ""), (a, "")]) == [None, None]
@@ -120,26 +119,3 @@ def test_limits_switched_off_count_nothing_in_a_batch(alice, settings, redis_cac
     a = authenticate_bearer(f"Bearer {alice.api_key}")
     assert ratelimit.check_many(ratelimit.COMPLETIONS, [(a, "")]) == [None]
     assert redis_cache.keys("*:rl:*") == []
-
-
-class BrokenCache(LocMemCache):
-    """An in-process cache whose counters cannot be reached (as a cache server that is down)."""
-
-    def incr(self, key, delta=1, version=None):
-        raise ConnectionError("cache down")
-
-    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        raise ConnectionError("cache down")
-
-
-def test_with_another_cache_down_a_batch_fails_open_or_closed_like_check(alice, settings, caplog):
-    settings.CACHES = {"default": {"BACKEND": "tests.ratelimit.test_check_many.BrokenCache"}}
-    a = authenticate_bearer(f"Bearer {alice.api_key}")
-    assert ratelimit._redis_client() is None
-    with caplog.at_level(logging.WARNING, logger="combo.ratelimit"):
-        assert ratelimit.check_many(ratelimit.COMPLETIONS, [(a, ""), (a, "")]) == [None, None]
-    assert "rate-limit cache unavailable" in caplog.text
-
-    settings.RATE_LIMIT_FAIL_OPEN = False
-    outcomes = ratelimit.check_many(ratelimit.COMPLETIONS, [(a, ""), (a, "")])
-    assert [o.error for o in outcomes] == [ErrorCode.RATE_LIMIT_BACKEND_DOWN] * 2
