@@ -4,8 +4,9 @@ Measured on the completion path (bench/README.md): `bulk_create` of a few
 hundred messages spent most of its time building model instances (each sends
 pre_init/post_init) and compiling placeholders field by field, while holding
 the GIL the event loop needs. `insert_rows` sends the same INSERT from plain
-dicts, with every value still prepared by its model field, so it works on
-every database Django supports. On PostgreSQL it streams the rows with COPY
+dicts, with every value prepared as its model field prepares it (UUIDs and
+aware datetimes directly, the rest by the field), so it works on every
+database Django supports. On PostgreSQL it streams the rows with COPY
 instead: a multi-row INSERT there has every placeholder converted and every
 value quoted by psycopg, in Python, on every call (about half of the CPU of
 writing a batch of questions, profiled).
