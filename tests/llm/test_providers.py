@@ -154,6 +154,21 @@ async def test_it_sends_the_messages_model_and_key(
 
 
 @pytest.mark.asyncio
+async def test_any_text_reaches_the_model_unchanged(
+    server: FakeOpenAIServer, make_provider: Callable[..., OpenAICompatibleProvider], transport: str
+) -> None:
+    instructions = 'Zürich, naïve, 東京, 😀 "quoted" \\ back\tslash\nnew line \u2028 \x1f end'
+    question = f"Which symbols? ({transport}) ✓ \u00a0 </script>"
+    await collect(make_provider(), ChatRequest(
+        messages=[ChatMessage("system", instructions), ChatMessage("user", question)], model="fake", temperature=1e-7,
+    ))
+
+    sent = recorded(server, question)
+    assert sent.messages == [{"role": "system", "content": instructions}, {"role": "user", "content": question}]
+    assert sent.body["temperature"] == 1e-7
+
+
+@pytest.mark.asyncio
 async def test_it_passes_max_tokens_and_accepts_a_length_finish(
     server: FakeOpenAIServer, make_provider: Callable[..., OpenAICompatibleProvider], transport: str
 ) -> None:
