@@ -268,4 +268,8 @@
     setSession(null);
     input.focus();
   });
+
+  // Send is disabled in the page as served: a click before this script ran would
+  // submit the form to the page itself, question and all, and lose it.
+  busy(false);
 })();

@@ -179,6 +179,7 @@ def test_an_agent_made_in_the_ui_streams_its_answer_in_the_playground(page, live
     agent_id = page.url.split("/")[-3]
     assert page.get_by_text("Hi! Ask me anything about Combo.").is_visible()
 
+    page.wait_for_selector("#send:enabled")  # the page's script is ready: Enter sends
     page.get_by_label("Your question").fill("What is Combo?")
     page.keyboard.press("Enter")
     answer = page.locator(".msg-assistant").last
@@ -224,6 +225,23 @@ def test_an_agent_made_in_the_ui_streams_its_answer_in_the_playground(page, live
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
     assert page.get_by_role("link", name="Support bot", exact=True).is_visible()
     screenshot(page, "agents")
+
+
+def test_without_javascript_the_playground_cannot_send_and_points_to_the_api_page(browser, live):
+    with api(live) as http:
+        agent_id = http.post("/v1/combo/agents", json={"name": "Quiet helper"}).json()["data"]["id"]
+    context = browser.new_context(base_url=live.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        sign_in(page)
+        page.goto(f"/console/agents/{agent_id}/playground/")
+        # Send would submit the form to the page itself and drop the question.
+        assert page.get_by_role("button", name="Send").is_disabled()
+        notice = page.locator("noscript .callout")  # Playwright's text matching skips <noscript>
+        assert notice.is_visible() and notice.text_content().startswith("The playground needs JavaScript.")
+        assert notice.locator("a").get_attribute("href") == f"/console/api/?agent={agent_id}"
+    finally:
+        context.close()
 
 
 def test_the_api_page_has_real_samples_and_downloads_the_postman_collection(page, live):

@@ -186,6 +186,7 @@ def test_an_upload_shows_its_progress_goes_ready_live_and_the_agent_cites_it(pag
 
     # The playground answers from it and names it.
     page.get_by_role("link", name="Open playground").click()
+    page.wait_for_selector("#send:enabled")  # the page's script is ready: Enter sends
     page.get_by_label("Your question").fill("How many days until refunds are paid?")
     page.keyboard.press("Enter")
     page.wait_for_selector(".msg-assistant[data-state='done']")
