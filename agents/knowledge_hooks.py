@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import F
 
 from agents.knowledge.search import search
 from agents.llm.base import Passage
@@ -31,10 +32,15 @@ class Retrieved:
 def ready_files(agent_ids) -> dict:
     """{agent id: {file id: file name}} of the `ready` files of these agents, in one query.
 
-    An agent without ready files is absent.
+    An agent without ready files is absent, and so is a file of another owner
+    than the agent's: attaching checks that, and this does again.
     """
     out: dict = {}
-    rows = KnowledgeFile.objects.ready().filter(agents__in=list(agent_ids)).values_list("agents", "id", "name")
+    rows = (
+        KnowledgeFile.objects.ready()
+        .filter(agents__in=list(agent_ids), agents__owner=F("owner"))
+        .values_list("agents", "id", "name")
+    )
     for agent_id, file_id, name in rows:
         out.setdefault(agent_id, {})[file_id] = name
     return out

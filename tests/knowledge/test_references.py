@@ -35,6 +35,20 @@ def test_only_the_agents_ready_files_are_searched(alice):
     assert retrieve_passages(agent=agent, question="???") == []
 
 
+def test_a_file_of_another_owner_attached_behind_the_apis_back_is_not_searched(alice, bob):
+    """Attaching checks the owner; retrieval checks it again, so a row written around that check leaks nothing."""
+    own = make_file(alice.user, "own.txt", "The lighthouse keeper rings the bell at dawn.")
+    foreign = make_file(bob.user, "bobs.txt", "The lighthouse vault code is 4711.")
+    agent = Agent.objects.create(owner=alice.user, name="a")
+    agent.files.set([own, foreign])  # what the API and the admin refuse
+
+    found = retrieve_passages(agent=agent, question="lighthouse")
+    assert [item.file_id for item in found] == [str(own.id)]
+    bobs_agent = Agent.objects.create(owner=bob.user, name="b")
+    bobs_agent.files.set([foreign])
+    assert [item.file_id for item in retrieve_passages(agent=bobs_agent, question="lighthouse")] == [str(foreign.id)]
+
+
 def test_a_completion_stores_the_references_it_returns(api, alice):
     file = make_file(alice.user, "faq.md", "# FAQ\n\n## Hours\n\nThe lighthouse opens at dawn and closes at dusk.\n")
     status, body, _ = api.post("/v1/combo/agents", {"name": "Keeper", "file_ids": [str(file.id)]},
