@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
@@ -30,8 +31,34 @@ again by the same owner return the existing file with `200` (attached to
 Refused at once, with nothing stored: an empty file (10120), a kind that is not
 supported (10121, HTTP 415), content that does not match the file name, such as
 a PDF named `.txt` (10122), a file over the size limit (10123, HTTP 413), no
-`file` field (10124).
+`file` field or no usable file name on it (10124).
 """
+
+
+# Django's multipart parser drops a file part whose name it cannot use (none,
+# empty, "." or "..", or a Content-Disposition line that is not UTF-8), so the
+# view sees no file at all; the answer says what a usable part looks like.
+_NO_FILE = (
+    "No file was sent in the 'file' field. Send the document as a multipart/form-data part named "
+    "\"file\" with its file name, e.g. Content-Disposition: form-data; name=\"file\"; "
+    "filename=\"notes.txt\"; a part whose file name is missing, empty, \".\", \"..\" or not UTF-8 "
+    "is not read as a file."
+)
+
+
+class UploadParser(MultiPartParser):
+    """DRF's multipart parser, with the one terse error a long file name causes worded for the client."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except ParseError as exc:
+            if "max total header size" not in str(exc.detail):
+                raise
+            raise ParseError(
+                "A part of the multipart body has more than 1,024 bytes of headers, the most Combo reads; "
+                "send the file under a shorter file name (255 characters are kept)."
+            ) from None
 
 
 class KnowledgeFileViewSet(
@@ -45,7 +72,7 @@ class KnowledgeFileViewSet(
 
     queryset = KnowledgeFile.objects.prefetch_related("agents")
     serializer_class = KnowledgeFileSerializer
-    parser_classes = [MultiPartParser]
+    parser_classes = [UploadParser]
     lookup_url_kwarg = "file_id"
 
     @extend_schema(
@@ -68,7 +95,7 @@ class KnowledgeFileViewSet(
         ]
         uploads = request.FILES.getlist("file")
         if not uploads:
-            raise ComboError(ErrorCode.FILE_MISSING)
+            raise ComboError(ErrorCode.FILE_MISSING, _NO_FILE)
         if len(uploads) > 1:
             raise ComboError(
                 ErrorCode.VALIDATION_FAILED, "Send one file per request.", errors={"file": ["Send one file per request."]}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.test.client import BOUNDARY
 
 from agents.knowledge.search import search
 from agents.models import Agent, Chunk, KnowledgeFile
@@ -124,6 +125,50 @@ def test_a_request_without_the_file_field_is_10124(client, alice):
     assert (response.status_code, response.json()["code"]) == (400, 10124)
     response = client.post("/v1/combo/files", {}, **alice.key_auth)
     assert (response.status_code, response.json()["code"]) == (400, 10124)
+
+
+def _one_part(filename: bytes, data: bytes = TEXT) -> bytes:
+    """A multipart body of one `file` part with this raw file name, as any client may send it."""
+    return (
+        b"--" + BOUNDARY.encode() + b'\r\nContent-Disposition: form-data; name="file"; filename="' + filename
+        + b'"\r\nContent-Type: text/plain\r\n\r\n' + data + b"\r\n--" + BOUNDARY.encode() + b"--\r\n"
+    )
+
+
+def _post_raw(client, actor, body: bytes):
+    return client.post(
+        "/v1/combo/files", data=body, content_type=f"multipart/form-data; boundary={BOUNDARY}", **actor.key_auth
+    )
+
+
+@pytest.mark.parametrize("filename", [b"", b".", b"..", b"\xff\xfe.txt"], ids=["empty", "dot", "dotdot", "latin-1"])
+def test_a_file_part_without_a_usable_name_is_10124_saying_what_a_usable_part_looks_like(client, alice, filename):
+    response = _post_raw(client, alice, _one_part(filename))
+    body = response.json()
+    assert (response.status_code, body["code"]) == (400, 10124), body
+    assert 'filename="notes.txt"' in body["message"] and "not UTF-8" in body["message"]
+    assert not KnowledgeFile.objects.exists()
+
+
+def test_a_file_name_too_long_for_the_part_headers_is_a_clear_10002(client, alice):
+    response = _post_raw(client, alice, _one_part(b"n" * 1000 + b".txt"))
+    body = response.json()
+    assert (response.status_code, body["code"]) == (400, 10002), body
+    assert "shorter file name" in body["message"] and "Multipart form parse error" not in body["message"]
+    assert not KnowledgeFile.objects.exists()
+
+
+def test_a_long_but_readable_file_name_is_kept_to_255_characters_with_its_extension(client, alice):
+    response = _post_raw(client, alice, _one_part(b"n" * 300 + b".txt"))
+    assert response.status_code == 201, response.json()
+    data = response.json()["data"]
+    assert data["name"] == "n" * 251 + ".txt" and data["kind"] == "text"
+
+
+def test_a_path_in_the_file_name_keeps_only_its_last_part(client, alice):
+    response = _post_raw(client, alice, _one_part(b"../../etc/caf\xc3\xa9.txt"))
+    assert response.status_code == 201, response.json()
+    assert response.json()["data"]["name"] == "caf\u00e9.txt"
 
 
 def test_a_json_body_is_refused_as_the_wrong_media_type(api, alice):
