@@ -21,6 +21,7 @@ _ERROR_DESCRIPTIONS = {
     "401": "Missing, invalid, revoked or expired credential (10010-10014).",
     "403": "Forbidden (10030, 10031).",
     "404": "Not found, or owned by someone else (10040).",
+    "406": "The Accept header admits none of the media types this operation answers with (10051).",
     "409": "Conflicts with the current state (10060).",
     "405": "Method not allowed (10050).",
     "413": "Request body too large (10070), or an uploaded file over the size limit (10123).",
@@ -90,7 +91,7 @@ class EnvelopeAutoSchema(AutoSchema):
 
     # Statuses beyond DRF's own that every authenticated /v1 operation can return.
     def get_error_statuses(self) -> list[str]:
-        statuses = ["400", "429", "500"]
+        statuses = ["400", "406", "429", "500"]
         if self.get_auth():
             statuses += ["401", "403"]
         if "{" in self.path:

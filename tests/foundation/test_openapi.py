@@ -217,7 +217,7 @@ def test_every_error_response_is_the_error_envelope(doc):
 def test_operations_list_the_errors_they_can_answer_with(doc):
     for path, method, operation in operations(doc):
         statuses = set(operation["responses"])
-        assert {"400", "500"} <= statuses, (path, method)
+        assert {"400", "406", "500"} <= statuses, (path, method)
         if operation.get("security"):
             assert {"401", "403"} <= statuses, (path, method)
         if "{" in path:
@@ -226,6 +226,19 @@ def test_operations_list_the_errors_they_can_answer_with(doc):
     assert "401" in doc["paths"]["/v1/auth/token"]["post"]["responses"]  # 10014
     assert "401" in doc["paths"]["/v1/auth/token/refresh"]["post"]["responses"]  # 10011, 10013
     assert "503" in doc["paths"]["/v1/health"]["get"]["responses"]  # 20002
+
+
+def test_every_operation_answers_an_unsatisfiable_accept_with_the_documented_406(client, alice, doc):
+    """What the document says every operation can answer, each one does (before any lookup of its ids)."""
+    seen = 0
+    for path, method, operation in operations(doc):
+        url = re.sub(r"\{[^}]+\}", "00000000-0000-4000-8000-000000000000", path)
+        body = {} if method in ("get", "delete") else {"data": "{}", "content_type": "application/json"}
+        response = getattr(client, method)(url, HTTP_ACCEPT="text/html", **body, **alice.key_auth)
+        assert (response.status_code, response.json()["code"]) == (406, 10051), (method, path)
+        assert "406" in operation["responses"], (method, path)
+        seen += 1
+    assert seen >= 20
 
 
 def test_the_description_holds_the_whole_error_code_table(doc):
