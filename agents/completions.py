@@ -411,8 +411,12 @@ def completion_finish_many(outcomes: list[Outcome]) -> list[BaseException | None
         )
 
     def write(batch: list) -> None:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.executemany(sql, batch)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, batch)
+            # A session was last changed by its last answer, not by the question before it.
+            answered = [row[len(fields)] for row in batch]
+            Session.objects.filter(messages__id__in=answered).update(updated_at=now)
 
     return write_batch(rows, write)
 

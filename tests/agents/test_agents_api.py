@@ -104,6 +104,22 @@ def test_a_new_session_starts_with_the_opening_message(api, alice):
     assert status == 200 and top["data"]["agent_id"] == agent["id"] and top["data"]["messages"] == body["data"]["messages"]
 
 
+def test_a_sessions_updated_at_is_its_last_answers_time(api, alice):
+    agent = make_agent(api, alice)
+    url = f"/v1/combo/agents/{agent['id']}/completions"
+    status, first, _ = api.post(url, {"question": "One?"}, auth=alice.key_auth)
+    assert status == 200, first
+    session_id = first["data"]["session_id"]
+    status, second, _ = api.post(url, {"question": "Two?", "session_id": session_id}, auth=alice.key_auth)
+    assert status == 200, second
+    answer = Message.objects.get(id=second["data"]["message_id"])
+    question = Message.objects.filter(session_id=session_id, role="user").latest("created_at")
+    assert question.created_at < answer.completed_at
+    assert Session.objects.get(id=session_id).updated_at == answer.completed_at
+    status, body, _ = api.get(f"/v1/combo/sessions/{session_id}", auth=alice.key_auth)
+    assert body["data"]["updated_at"] == answer.completed_at.isoformat().replace("+00:00", "Z")
+
+
 def test_session_messages_page_oldest_first(api, alice):
     agent = make_agent(api, alice)
     session = Session.objects.create(agent_id=agent["id"], owner=alice.user)
