@@ -18,6 +18,7 @@ that thread, so a long run of batches lets the others in.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -268,7 +269,10 @@ class CheckThenRecord(Generic[Item, Result, Record]):
         except Exception as exc:  # noqa: BLE001 - handed to every waiter
             results = [exc] * len(batch)
         recorded: list[asyncio.Future] = []  # filled in the loop by _deliver, before _settle runs
-        loop.call_soon_threadsafe(self._deliver, loop, batch, results, recorded)
+        # In a context of its own: this thread's says "inside the database thread", and
+        # tasks started by `_deliver` (an orphan's answer) would inherit it (asgiref then
+        # refuses their own database steps as a deadlock).
+        loop.call_soon_threadsafe(self._deliver, loop, batch, results, recorded, context=contextvars.Context())
         records = [result[1] for result in results if not isinstance(result, BaseException)]
         if not records:
             return

@@ -184,6 +184,43 @@ async def test_a_result_whose_caller_left_is_orphaned_and_still_recorded():
     assert orphans[0][0] == 42 and orphans[0][1].result() is None and written == [41]
 
 
+async def test_an_orphans_own_database_steps_run_rather_than_being_refused_as_a_deadlock():
+    """Work started for an orphan (its answer, then saving it) takes the database thread like any other step.
+
+    The results are handed over from that thread; a task started there used to
+    inherit its context, and asgiref then refused the task's own database step
+    ("Single thread executor already being used, would deadlock").
+    """
+    from asgiref.sync import sync_to_async
+
+    loop = asyncio.get_running_loop()
+    started, release = asyncio.Event(), asyncio.Event()
+    saved: list = []
+
+    def check(items):
+        loop.call_soon_threadsafe(started.set)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
+        return [(i, i) for i in items]
+
+    async def save(value):
+        saved.append(await sync_to_async(lambda: ("saved", value, threading.current_thread().name))())
+
+    tasks: list[asyncio.Task] = []
+    pipeline = CheckThenRecord(
+        check, lambda rows: [None] * len(rows), orphan=lambda value, recorded: tasks.append(loop.create_task(save(value)))
+    )
+    waiting = asyncio.ensure_future(pipeline(7))
+    await started.wait()
+    waiting.cancel()
+    release.set()
+    for _ in range(100):
+        if tasks:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(tasks[0], 5)  # raised RuntimeError before
+    assert saved and saved[0][:2] == ("saved", 7)
+
+
 async def test_a_check_that_fails_as_a_whole_fails_each_caller_and_records_nothing():
     written: list = []
 
