@@ -21,7 +21,9 @@ so a change made through one process is seen by all at once. The in-process
 cache of the embedded default is one per process: there the setting defaults
 to 0 (off), since `serve --workers N` would otherwise let a revoked key work in
 the other processes until its entry expired. A cache that fails is skipped
-(the database answers).
+(the database answers); after a failure it is not asked for
+COMBO_CACHE_RETRY_SECONDS (combo.cachebreaker), except by `forget`, which
+always tries: a revoked key's entry must go whenever the cache can be reached.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from accounts.models import ApiKey, User
+from combo.cachebreaker import cache_breaker
 
 logger = logging.getLogger("combo.auth")
 
@@ -57,12 +60,15 @@ def get_many(prefixes) -> dict[str, ApiKey]:
     prefixes = set(prefixes)
     found: dict[str, ApiKey] = {}
     seconds = _seconds()
-    if seconds > 0 and prefixes:
+    if seconds > 0 and prefixes and cache_breaker.allow():
         try:
             entries = cache.get_many([_cache_key(prefix) for prefix in prefixes])
         except Exception as exc:  # noqa: BLE001 - the database answers instead
             logger.debug("API key cache unavailable: %s", type(exc).__name__)
+            cache_breaker.failed(exc)
             entries = {}
+        else:
+            cache_breaker.succeeded()
         for prefix in prefixes:
             entry = entries.get(_cache_key(prefix))
             if entry is not None:
@@ -81,9 +87,9 @@ def get(prefix: str) -> ApiKey | None:
 
 
 def remember(*api_keys: ApiKey) -> None:
-    """Store the keys (with their owners loaded) as they are now."""
+    """Store the keys (with their owners loaded) as they are now (not while the cache breaker is open)."""
     seconds = _seconds()
-    if seconds <= 0 or not api_keys:
+    if seconds <= 0 or not api_keys or not cache_breaker.allow():
         return
     entries = {
         _cache_key(api_key.prefix): (
@@ -96,6 +102,9 @@ def remember(*api_keys: ApiKey) -> None:
         cache.set_many(entries, seconds)
     except Exception as exc:  # noqa: BLE001
         logger.debug("API key cache unavailable: %s", type(exc).__name__)
+        cache_breaker.failed(exc)
+    else:
+        cache_breaker.succeeded()
 
 
 def _rebuild(entry) -> ApiKey:
@@ -106,7 +115,11 @@ def _rebuild(entry) -> ApiKey:
 
 
 def forget(*prefixes: str) -> None:
-    """Drop these keys now and once more when the current transaction commits (nothing to do when off)."""
+    """Drop these keys now and once more when the current transaction commits (nothing to do when off).
+
+    Tried even while the cache breaker is open (a revoked key's entry would
+    otherwise outlive the outage); what happens is reported to the breaker.
+    """
     if not prefixes or _seconds() <= 0:
         return
     names = [_cache_key(prefix) for prefix in prefixes]
@@ -117,6 +130,9 @@ def forget(*prefixes: str) -> None:
         except Exception as exc:  # noqa: BLE001 - entries then expire on their own
             logger.warning("could not drop cached API keys (%s); they expire within %s s",
                            type(exc).__name__, _seconds())
+            cache_breaker.failed(exc)
+        else:
+            cache_breaker.succeeded()
 
     drop()
     transaction.on_commit(drop)

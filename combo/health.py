@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from combo.api.envelope import error_body
+from combo.cachebreaker import cache_breaker
 from combo.errors import ErrorCode
 
 logger = logging.getLogger("combo.health")
@@ -29,11 +30,17 @@ def _check_database() -> None:
 
 
 def _check_cache() -> None:
+    """Always asks the cache, whatever its breaker says (combo.cachebreaker), and tells the breaker."""
     key = f"health:{uuid.uuid4().hex}"
-    cache.set(key, "1", 5)
-    if cache.get(key) != "1":
-        raise RuntimeError("cache did not return what was written")
-    cache.delete(key)
+    try:
+        cache.set(key, "1", 5)
+        if cache.get(key) != "1":
+            raise RuntimeError("cache did not return what was written")
+        cache.delete(key)
+    except Exception as exc:
+        cache_breaker.failed(exc)
+        raise
+    cache_breaker.succeeded()
 
 
 def _check_channel_layer() -> None:

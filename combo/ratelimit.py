@@ -10,6 +10,8 @@
   which runs outside Django's middleware, checks the requests that arrive
   together with `check_many()` (one Redis round trip for all) and answers
   with `headers()`; `acheck()` is `check()` for other async callers.
+- After a cache call fails, the cache is not asked for COMBO_CACHE_RETRY_SECONDS
+  (combo.cachebreaker): meanwhile every check acts at once as on a failure.
 
 docs/rate-limits.md is the user-facing description of all this.
 """
@@ -39,6 +41,7 @@ from django_ratelimit.core import (
     get_usage,
 )
 
+from combo.cachebreaker import cache_breaker, describe
 from combo.errors import ComboError, ErrorCode
 
 if TYPE_CHECKING:
@@ -297,7 +300,8 @@ class _WarnEvery:
         self._last: float | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, exc: BaseException) -> None:
+    def __call__(self, error: BaseException | str) -> None:
+        """`error`: the exception, or describe() of the one that opened the cache breaker."""
         now = time.monotonic()
         with self._lock:
             if self._last is not None and now - self._last < self.seconds:
@@ -306,13 +310,20 @@ class _WarnEvery:
         mode = "serving requests without limits (fail-open)" if settings.RATE_LIMIT_FAIL_OPEN else (
             "refusing requests with 503 (fail-closed)"
         )
-        logger.warning("rate-limit cache unavailable (%s: %s); %s", type(exc).__name__, exc, mode)
+        reason = error if isinstance(error, str) else describe(error)
+        logger.warning("rate-limit cache unavailable (%s); %s", reason, mode)
 
     def reset(self) -> None:
         self._last = None
 
 
 warn_cache_down = _WarnEvery(60.0)
+
+
+def _fails_closed(error: BaseException | str) -> bool:
+    """The cache failed, or its breaker is open: warn (once a minute); True when requests get 503 20003."""
+    warn_cache_down(error)
+    return not settings.RATE_LIMIT_FAIL_OPEN
 
 
 def check(
@@ -330,21 +341,32 @@ def check(
     `username` tried; the webhook family its `webhook_id`.
 
     Returns the Decision (refused ones too: raise `decision.error()`), or None when
-    nothing was counted: limits are switched off, or the cache is down and the
-    deployment fails open. When it fails closed, raises ComboError 20003 (503).
+    nothing was counted: limits are switched off, or the cache is down (or was
+    moments ago: combo.cachebreaker) and the deployment fails open. When it
+    fails closed, raises ComboError 20003 (503).
     """
     budgets = budgets_for(
         family, principal=principal, client_ip=client_ip, username=username, webhook_id=webhook_id
     )
-    try:
-        decisions = [_spend(budget) for budget in budgets]
-    except ImproperlyConfigured:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any cache failure: redis ConnectionError/TimeoutError, memcached, ...
-        warn_cache_down(exc)
-        if settings.RATE_LIMIT_FAIL_OPEN:
-            return None
-        raise ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN) from None
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
+    down: BaseException | str | None = None
+    if not cache_breaker.allow():
+        down = cache_breaker.last_error
+    else:
+        try:
+            decisions = [_spend(budget) for budget in budgets]
+        except ImproperlyConfigured:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any cache failure: redis ConnectionError/TimeoutError, memcached, ...
+            cache_breaker.failed(exc)
+            down = exc
+        else:
+            cache_breaker.succeeded()
+    if down is not None:
+        if _fails_closed(down):
+            raise ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN)
+        return None
     decisions = [d for d in decisions if d is not None]
     return _binding(decisions) if decisions else None
 
@@ -373,15 +395,23 @@ def check_many(family: str, callers: list[tuple[Principal | None, str]]) -> list
         for budget in budgets:
             window = _get_window(budget.subject, WINDOW_SECONDS)
             keys.append((budget, window, _counter_key(group, window, budget.limit, budget.subject)))
-    try:
-        counts = _count_in_redis(*found, keys) if found is not None else _count_in_cache(keys)
-    except ImproperlyConfigured:
-        raise
-    except Exception as exc:  # noqa: BLE001 - as in check(): any cache failure
-        warn_cache_down(exc)
-        if settings.RATE_LIMIT_FAIL_OPEN:
-            return [None] * len(callers)
-        return [ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN) for _ in callers]
+    down: BaseException | str | None = None
+    if not cache_breaker.allow():
+        down = cache_breaker.last_error
+    else:
+        try:
+            counts = _count_in_redis(*found, keys) if found is not None else _count_in_cache(keys)
+        except ImproperlyConfigured:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as in check(): any cache failure
+            cache_breaker.failed(exc)
+            down = exc
+        else:
+            cache_breaker.succeeded()
+    if down is not None:
+        if _fails_closed(down):
+            return [ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN) for _ in callers]
+        return [None] * len(callers)
     now = int(time.time())
     spent = iter(zip(keys, counts))
     outcomes: list[Decision | ComboError | None] = []

@@ -261,6 +261,10 @@ RATE_LIMITS = {
 TRUSTED_PROXIES = envnetworks("COMBO_TRUSTED_PROXIES", [])
 # Cache down: serve without limits and log (true), or answer 503 20003 (false).
 RATE_LIMIT_FAIL_OPEN = envbool("COMBO_RATELIMIT_FAIL_OPEN", True)
+# After a cache call fails, rate limits and the API-key cache skip the cache for this
+# many seconds (as if it failed at once) before trying it again: a Redis that hangs
+# would otherwise cost every request its socket timeouts (combo.cachebreaker). 0: off.
+COMBO_CACHE_RETRY_SECONDS = envint("COMBO_CACHE_RETRY_SECONDS", 10, minimum=0)
 # django-ratelimit's own switch; off means no counting and no X-RateLimit-* headers.
 RATELIMIT_ENABLE = envbool("COMBO_RATELIMIT_ENABLED", True)
 RATELIMIT_USE_CACHE = "default"

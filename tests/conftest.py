@@ -16,13 +16,16 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import services
 from accounts.models import User
+from combo.cachebreaker import cache_breaker
 
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Rate-limit counts live in the cache; every test starts with full budgets."""
+    """Rate-limit counts live in the cache; every test starts with full budgets and its breaker closed."""
+    cache_breaker.reset()
     cache.clear()
     yield
+    cache_breaker.reset()
     cache.clear()
 
 
