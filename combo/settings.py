@@ -336,7 +336,8 @@ COMBO_BUILTIN_STREAM_DELAY = envfloat("COMBO_BUILTIN_STREAM_DELAY", 0.0)
 COMBO_HTTP_THREADS = envint("COMBO_HTTP_THREADS", 8, minimum=1)
 # On SIGTERM, running answers get this long to finish before they are interrupted.
 COMBO_SHUTDOWN_GRACE_SECONDS = envfloat("COMBO_SHUTDOWN_GRACE_SECONDS", 10.0)
-# An answer still in_progress after this long belongs to a process that died.
+# An answer still in_progress, or a webhook event's run still running, after
+# this long belongs to a process that died (agents.reaper, integrations.services).
 COMBO_REAPER_TIMEOUT_SECONDS = envint("COMBO_REAPER_TIMEOUT_SECONDS", 900, minimum=1)
 COMBO_REAPER_INTERVAL_SECONDS = envint("COMBO_REAPER_INTERVAL_SECONDS", 60, minimum=1)
 

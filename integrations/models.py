@@ -79,6 +79,10 @@ class WebhookDeliveryQuerySet(models.QuerySet):
             status__in=[WebhookDelivery.Status.QUEUED, WebhookDelivery.Status.RUNNING], created_at__lt=older_than
         )
 
+    def stale_running(self, started_before):
+        """Runs a worker started before the cutoff and never finished: the reaper's (services.delivery_reap_interrupted)."""
+        return self.filter(status=WebhookDelivery.Status.RUNNING, started_at__lt=started_before)
+
 
 class WebhookDelivery(models.Model):
     class Status(models.TextChoices):
@@ -147,7 +151,7 @@ class WebhookDelivery(models.Model):
         indexes = [
             # GET /v1/integrations/webhooks/{id}/deliveries: newest first.
             models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_created_idx"),
-            # stuck(): queued/running deliveries older than a cutoff; admin status filter.
+            # stuck(): queued/running deliveries older than a cutoff; the reaper (stale_running); admin status filter.
             models.Index(fields=["status", "created_at"], name="delivery_status_created_idx"),
         ]
         constraints = [

@@ -6,6 +6,7 @@ before anything parses them), enabled, idempotent replay, JSON, question.
 Every refusal is stored as a rejected delivery and raised as its ComboError.
 The agent runs later, in a task (tasks.run_webhook_event → delivery_run), and
 the result is sent by tasks.send_webhook_result → delivery_send_attempt.
+delivery_reap_interrupted marks the runs a killed worker left `running`.
 """
 
 from __future__ import annotations
@@ -437,6 +438,8 @@ def delivery_run(*, delivery_id: str) -> str:
             "message_id": prepared.message_id,
         }
     with transaction.atomic():
+        # Over whatever is stored: the claim made this the delivery's only run, and a
+        # reaper's mark (delivery_reap_interrupted) is only a guess that the outcome replaces.
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             status=WebhookDelivery.Status.FAILED if error else WebhookDelivery.Status.SUCCEEDED,
             error_code=error.error.code if error else None,
@@ -449,6 +452,46 @@ def delivery_run(*, delivery_id: str) -> str:
             delivery_callback_start(delivery=delivery)
     logger.info("webhook delivery %s: %s", delivery.id, delivery.status)
     return delivery.status
+
+
+INTERRUPTED_RUN_MESSAGE = (
+    "The server stopped before this event's answer finished; "
+    "send the event again with a new X-Combo-Delivery id to retry."
+)
+
+
+def delivery_reap_interrupted(*, older_than_seconds: int | None = None, dry_run: bool = False) -> int:
+    """Mark runs left `running` by a task worker that died as failed (20004), and send that result.
+
+    A worker killed mid-run (SIGKILL, OOM, `serve` after the grace period)
+    records nothing, and the task queue does not run the event again (its own
+    task row stays running too). Like the answer reaper (agents.reaper), this
+    can only guess from a run's age, COMBO_REAPER_TIMEOUT_SECONDS by default:
+    a live run that finishes after the mark stores its outcome over it and
+    sends that result in a new cycle, which stops this one's retries.
+    Returns how many were (or, with dry_run, would be) marked.
+    """
+    timeout = older_than_seconds if older_than_seconds is not None else settings.COMBO_REAPER_TIMEOUT_SECONDS
+    stale = WebhookDelivery.objects.stale_running(timezone.now() - timedelta(seconds=timeout))
+    if dry_run:
+        return stale.count()
+    marked = 0
+    for delivery_id in list(stale.values_list("id", flat=True)):
+        with transaction.atomic():
+            # Still running: a run that finished meanwhile, or another reaper's mark, is left alone.
+            if not WebhookDelivery.objects.filter(id=delivery_id, status=WebhookDelivery.Status.RUNNING).update(
+                status=WebhookDelivery.Status.FAILED,
+                error_code=ErrorCode.SHUTTING_DOWN.code,
+                error_message=INTERRUPTED_RUN_MESSAGE,
+                finished_at=timezone.now(),
+            ):
+                continue
+            marked += 1
+            delivery = WebhookDelivery.objects.select_related("webhook").get(id=delivery_id)
+            if delivery.webhook.callback_url:
+                delivery_callback_start(delivery=delivery)
+        logger.warning("webhook delivery %s: its run was left unfinished; marked failed", delivery_id)
+    return marked
 
 
 # --- Sending the result -----------------------------------------------------
