@@ -6,10 +6,12 @@ RUNNING by the worker loop. `_left_running` puts both in that state; a real
 killed worker is in test_reaper_live.py.
 """
 
+import io
 import json
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -141,6 +143,25 @@ def test_a_dry_run_counts_and_changes_nothing(allow_loopback, receiver, make_web
     ] * 2
     assert not DBTaskResult.objects.filter(task_path=SEND).exists()
     assert delivery_reap_interrupted() == 2
+
+
+def test_the_command_reports_answers_and_events(make_webhook, post_event):
+    hook = make_webhook()
+    delivery = _left_running(_event(post_event, hook), 30)
+
+    def run(*args) -> str:
+        out = io.StringIO()
+        call_command("reap_interrupted", *args, stdout=out)
+        return out.getvalue()
+
+    assert run() == "Marked 0 answer(s) interrupted.\nMarked 0 webhook event(s) failed.\n"
+    assert run("--older-than", "10", "--dry-run") == (
+        "Would mark 0 answer(s) interrupted.\nWould mark 1 webhook event(s) failed.\n"
+    )
+    assert WebhookDelivery.objects.get(id=delivery.id).status == "running"
+    assert run("--older-than", "10") == "Marked 0 answer(s) interrupted.\nMarked 1 webhook event(s) failed.\n"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_code) == ("failed", 20004)
 
 
 def test_a_run_that_finishes_after_the_mark_replaces_it(

@@ -2,7 +2,8 @@
 
 One or more daphne processes share one listening socket (opened here and passed
 down with --fd, so the kernel spreads connections between them), the task
-worker runs beside them, and the reaper marks answers left by a dead process.
+worker runs beside them, and the reaper marks answers and webhook events left
+by a dead process.
 SIGTERM/SIGINT stop everything gracefully: each daphne finishes or cleanly
 ends its open streams (combo.shutdown) before exiting.
 """
@@ -21,6 +22,7 @@ from django.core.management.base import BaseCommand
 from accounts.models import User
 from agents.reaper import reap_interrupted
 from combo.server import LISTEN_BACKLOG, daphne_command
+from integrations.services import delivery_reap_interrupted
 
 
 class Command(BaseCommand):
@@ -37,6 +39,9 @@ class Command(BaseCommand):
         reaped = reap_interrupted()
         if reaped:
             self.stdout.write(f"Marked {reaped} answer(s) left by a stopped server as interrupted.")
+        reaped = delivery_reap_interrupted()
+        if reaped:
+            self.stdout.write(f"Marked {reaped} webhook event(s) left running by a stopped task worker as failed.")
 
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,6 +76,7 @@ class Command(BaseCommand):
                 stop(None, None)
                 break
             reap_interrupted()
+            delivery_reap_interrupted()
         grace = settings.COMBO_SHUTDOWN_GRACE_SECONDS + 10
         for child in children:
             try:
@@ -80,7 +86,8 @@ class Command(BaseCommand):
         if crashed:
             # Not a clean stop: say so, so that a supervisor (systemd
             # Restart=on-failure, a container's restart policy) starts it again;
-            # the answers the lost process left are marked at the next start.
+            # the answers and events the lost process left are marked at the
+            # next start.
             raise SystemExit(1)
 
     def _banner(self, port: int) -> None:
