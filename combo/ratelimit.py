@@ -24,8 +24,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -326,6 +327,25 @@ def _fails_closed(error: BaseException | str) -> bool:
     return not settings.RATE_LIMIT_FAIL_OPEN
 
 
+def _ask_cache(call: Callable[[], Any]) -> tuple[Any, BaseException | str | None]:
+    """`call()` through the cache breaker: (its result, None), or (None, what says the cache is down).
+
+    Skipped while the breaker is open (combo.cachebreaker); any cache failure
+    (redis ConnectionError/TimeoutError, memcached, ...) opens it.
+    """
+    if not cache_breaker.allow():
+        return None, cache_breaker.last_error
+    try:
+        result = call()
+    except ImproperlyConfigured:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any cache failure
+        cache_breaker.failed(exc)
+        return None, exc
+    cache_breaker.succeeded()
+    return result, None
+
+
 def check(
     family: str,
     *,
@@ -350,19 +370,7 @@ def check(
     )
     if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
-    down: BaseException | str | None = None
-    if not cache_breaker.allow():
-        down = cache_breaker.last_error
-    else:
-        try:
-            decisions = [_spend(budget) for budget in budgets]
-        except ImproperlyConfigured:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any cache failure: redis ConnectionError/TimeoutError, memcached, ...
-            cache_breaker.failed(exc)
-            down = exc
-        else:
-            cache_breaker.succeeded()
+    decisions, down = _ask_cache(lambda: [_spend(budget) for budget in budgets])
     if down is not None:
         if _fails_closed(down):
             raise ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN)
@@ -395,19 +403,7 @@ def check_many(family: str, callers: list[tuple[Principal | None, str]]) -> list
         for budget in budgets:
             window = _get_window(budget.subject, WINDOW_SECONDS)
             keys.append((budget, window, _counter_key(group, window, budget.limit, budget.subject)))
-    down: BaseException | str | None = None
-    if not cache_breaker.allow():
-        down = cache_breaker.last_error
-    else:
-        try:
-            counts = _count_in_redis(*found, keys) if found is not None else _count_in_cache(keys)
-        except ImproperlyConfigured:
-            raise
-        except Exception as exc:  # noqa: BLE001 - as in check(): any cache failure
-            cache_breaker.failed(exc)
-            down = exc
-        else:
-            cache_breaker.succeeded()
+    counts, down = _ask_cache(lambda: _count_in_redis(*found, keys) if found is not None else _count_in_cache(keys))
     if down is not None:
         if _fails_closed(down):
             return [ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN) for _ in callers]
