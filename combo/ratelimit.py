@@ -365,11 +365,11 @@ def check(
     moments ago: combo.cachebreaker) and the deployment fails open. When it
     fails closed, raises ComboError 20003 (503).
     """
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
     budgets = budgets_for(
         family, principal=principal, client_ip=client_ip, username=username, webhook_id=webhook_id
     )
-    if not getattr(settings, "RATELIMIT_ENABLE", True):
-        return None
     decisions, down = _ask_cache(lambda: [_spend(budget) for budget in budgets])
     if down is not None:
         if _fails_closed(down):
