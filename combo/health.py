@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -49,9 +51,12 @@ def _check_channel_layer() -> None:
         raise RuntimeError("no channel layer configured")
 
     async def roundtrip():
-        channel = await layer.new_channel()
-        await layer.send(channel, {"type": "health.ping"})
-        message = await layer.receive(channel)
+        # Bounded: channels-redis has no socket timeout of its own, and a hung
+        # Redis would hold the check (and the prober waiting on it) for seconds.
+        async with asyncio.timeout(settings.COMBO_HEALTH_TIMEOUT_SECONDS):
+            channel = await layer.new_channel()
+            await layer.send(channel, {"type": "health.ping"})
+            message = await layer.receive(channel)
         if message.get("type") != "health.ping":
             raise RuntimeError("channel layer returned a different message")
 

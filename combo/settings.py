@@ -340,6 +340,9 @@ COMBO_SHUTDOWN_GRACE_SECONDS = envfloat("COMBO_SHUTDOWN_GRACE_SECONDS", 10.0)
 # this long belongs to a process that died (agents.reaper, integrations.services).
 COMBO_REAPER_TIMEOUT_SECONDS = envint("COMBO_REAPER_TIMEOUT_SECONDS", 900, minimum=1)
 COMBO_REAPER_INTERVAL_SECONDS = envint("COMBO_REAPER_INTERVAL_SECONDS", 60, minimum=1)
+# GET /v1/health gives the channel layer's round trip this long before calling it down
+# (a hung Redis would otherwise hold the check for channels-redis's 5 s receive).
+COMBO_HEALTH_TIMEOUT_SECONDS = envfloat("COMBO_HEALTH_TIMEOUT_SECONDS", 2.0)
 
 # --- Integrations: webhooks (docs/webhooks.md) ------------------------------
 # Webhook secrets are stored encrypted (Fernet). The key is derived from this

@@ -87,3 +87,27 @@ def test_a_broken_channel_layer_is_a_503_naming_it(api, db):
     assert "channel_layer" in body["message"]
     # The next request, with the real layer back, is healthy again.
     assert api.get("/v1/health")[0] == 200
+
+
+def test_a_hung_channel_layer_is_down_after_the_health_timeout(api, db, settings):
+    """A Redis that accepts and never answers: the check gives up after COMBO_HEALTH_TIMEOUT_SECONDS,
+    not after channels-redis's own 5 s receive, and the prober gets its 503 in time."""
+    from tests.ratelimit.test_cache_breaker import HungServer, timed
+
+    server = HungServer()
+    try:
+        settings.COMBO_HEALTH_TIMEOUT_SECONDS = 0.3
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [f"redis://127.0.0.1:{server.port}/0"]},
+            }
+        }
+        took, (status, body, response) = timed(api.get, "/v1/health")
+    finally:
+        server.close()
+    data = assert_error(status, body, response, ErrorCode.SERVICE_UNAVAILABLE)
+    assert data["checks"]["channel_layer"] == {"ok": False, "error": "TimeoutError"}
+    assert data["checks"]["database"]["ok"] is True
+    assert server.received > 0  # the check did reach the hung server
+    assert took < 3.0, f"the health check took {took:.1f} s"
