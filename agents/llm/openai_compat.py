@@ -86,6 +86,21 @@ _STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
 }
 
 
+class _NoSending(_http.AsyncBaseTransport):
+    async def handle_async_request(self, request: Any) -> Any:
+        raise RuntimeError("the lean transport sends through agents.llm.wire, not the SDK's client")
+
+
+def _headers_only_client() -> Any:
+    """The SDK client's HTTP client on the lean path, which only reads the SDK's headers from it.
+
+    The SDK's default client builds a TLS context on creation (loading the CA
+    bundle: 50-90 ms of CPU); made on the first question, it would stall every
+    stream on the event loop, for an http upstream that never uses it.
+    """
+    return _http.AsyncClient(transport=_NoSending(), trust_env=False, follow_redirects=False)
+
+
 def safe_url(url: str) -> str:
     """`url` without user info, query or fragment: fit to show in an error message."""
     try:
@@ -215,7 +230,7 @@ class OpenAICompatibleProvider(Provider):
                     api_key=self._api_key,
                     timeout=self._timeout,
                     max_retries=0,
-                    http_client=self._http_client() if self.transport != "lean" else None,
+                    http_client=self._http_client() if self.transport != "lean" else _headers_only_client(),
                 )
                 self._clients[loop] = client
             return client
@@ -391,6 +406,13 @@ class OpenAICompatibleProvider(Provider):
             )
         except wire.ProtocolError as err:
             raise self._bad_response(err) from err
+        except wire.TLSContextError as err:
+            raise LLMError(
+                ErrorCode.UPSTREAM_ERROR,
+                f"Could not set up TLS for the language model at {self._where}: its CA certificates did not "
+                f"load ({type(err.__cause__).__name__}); check SSL_CERT_FILE and SSL_CERT_DIR.",
+                retryable=False,
+            ) from err
         except (OSError, TimeoutError) as err:
             sdk_error = self._sdk_error(err)
             raise self._opening_error(sdk_error) from err

@@ -36,6 +36,10 @@ _MAX_BODY = 8 << 20  # a non-streamed body (an error or a whole answer)
 _PAUSE_EVENTS = 4096  # stop reading when this many events wait for the reader
 
 
+class TLSContextError(Exception):
+    """The TLS context for https upstreams could not be made (its CA certificates did not load)."""
+
+
 class ProtocolError(ValueError):
     """The server's answer is not well-formed HTTP/1.1."""
 
@@ -439,6 +443,7 @@ class Pool:
         self.keepalive_expiry = keepalive_expiry
         self._ssl_factory = ssl_context_factory
         self._ssl: ssl.SSLContext | None = None
+        self._ssl_making: asyncio.Future[ssl.SSLContext] | None = None
         self._idle: dict[tuple, dict[Exchange, None]] = {}
         self._idle_count = 0
         self.loop = asyncio.get_running_loop()
@@ -490,17 +495,38 @@ class Pool:
 
     async def _connect(self, key: tuple) -> Exchange:
         scheme, host, port = key
-        ssl_context = None
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = self._ssl_factory() if self._ssl_factory else ssl.create_default_context()
-            ssl_context = self._ssl
+        ssl_context = await self._ssl_context() if scheme == "https" else None
         async with asyncio.timeout(self.connect_timeout):
             _, conn = await self.loop.create_connection(
                 lambda: Exchange(self, key, self.loop), host, port, ssl=ssl_context,
                 server_hostname=host if ssl_context else None,
             )
         return conn
+
+    async def _ssl_context(self) -> ssl.SSLContext:
+        """The pool's TLS context, made once, in a worker thread.
+
+        Loading the CA bundle takes 50-90 ms, in OpenSSL with the GIL released:
+        on the event loop it would stall every running stream on the first
+        https question. The questions that arrive meanwhile wait for the same one.
+        """
+        if self._ssl is None:
+            if self._ssl_making is None:
+                self._ssl_making = asyncio.ensure_future(
+                    asyncio.to_thread(self._ssl_factory or ssl.create_default_context)
+                )
+            making = self._ssl_making
+            try:
+                context = await asyncio.shield(making)
+            except BaseException as err:
+                failed = making.done() and (making.cancelled() or making.exception() is not None)
+                if failed and self._ssl_making is making:
+                    self._ssl_making = None  # it failed: the next connection tries again
+                if failed and isinstance(err, Exception):
+                    raise TLSContextError(str(err)) from err
+                raise
+            self._ssl = context
+        return self._ssl
 
     def _put(self, conn: Exchange) -> None:
         if self._idle_count >= self.max_idle:

@@ -326,3 +326,101 @@ async def test_bytes_on_an_idle_pooled_connection_are_not_taken_for_the_next_ans
         assert await outcome(provider) == ("ok", "ok", Usage(2, 3))
         assert server.connections == 2
         await provider.aclose()
+
+
+# -- TLS contexts: never made on the event loop ---------------------------------
+
+
+@pytest.fixture
+def ca_loads(monkeypatch):
+    """Threads that loaded CA certificates into a TLS context (the 50-90 ms part of making one)."""
+    import ssl
+    import threading
+
+    threads: list[int] = []
+    for name in ("load_verify_locations", "set_default_verify_paths"):
+        real = getattr(ssl.SSLContext, name)
+
+        def spy(self, *args, _real=real, **kwargs):
+            threads.append(threading.get_ident())
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(ssl.SSLContext, name, spy)
+    return threads
+
+
+async def test_an_http_upstream_costs_no_tls_context_on_the_lean_path(ca_loads):
+    async with FakeOpenAIServer(tokens=3) as server:
+        provider = OpenAICompatibleProvider(server.base_url, "k", timeout=2)
+        assert provider.transport == "lean"
+        assert (await outcome(provider)) == ("ok", "".join(answer_tokens("hi there", 3)), Usage(2, 3))
+        await provider.aclose()
+    assert ca_loads == []
+
+
+def self_signed(tmp_path):
+    """(server TLS context, path of its certificate) for 127.0.0.1, made with `cryptography`."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "combo test upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "upstream.crt", tmp_path / "upstream.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    return context, cert_path
+
+
+async def test_an_https_upstream_gets_its_tls_context_made_off_the_event_loop(tmp_path, monkeypatch, ca_loads):
+    import threading
+
+    server_context, ca_file = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # how an operator trusts a private CA
+    async with FakeOpenAIServer(tokens=3, ssl_context=server_context) as server:
+        assert server.base_url.startswith("https://")
+        provider = OpenAICompatibleProvider(server.base_url, "k", timeout=5)
+        assert provider.transport == "lean"
+        loads_before = len(ca_loads)
+        # Questions arriving together share one context, made once.
+        results = await asyncio.gather(*(outcome(provider) for _ in range(3)))
+        assert results == [("ok", "".join(answer_tokens("hi there", 3)), Usage(2, 3))] * 3
+        made = ca_loads[loads_before:]
+        assert len(made) == 1 and made[0] != threading.get_ident()
+        assert (await outcome(provider))[0] == "ok"  # later questions reuse it
+        assert len(ca_loads) == loads_before + 1
+        await provider.aclose()
+
+
+async def test_a_tls_context_that_cannot_be_made_fails_the_question_and_is_tried_again(tmp_path, monkeypatch):
+    server_context, ca_file = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing.crt"))
+    async with FakeOpenAIServer(tokens=3, ssl_context=server_context) as server:
+        provider = OpenAICompatibleProvider(server.base_url, "k", timeout=5)
+        with pytest.raises(LLMError) as caught:
+            async for _ in provider.stream(REQUEST):
+                pass
+        assert caught.value.error == ErrorCode.UPSTREAM_ERROR and not caught.value.retryable
+        assert "CA certificates did not load (FileNotFoundError)" in caught.value.message
+        assert "SSL_CERT_FILE" in caught.value.message and str(tmp_path) not in caught.value.message
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+        assert (await outcome(provider))[0] == "ok"
+        await provider.aclose()

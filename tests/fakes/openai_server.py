@@ -47,6 +47,7 @@ import argparse
 import asyncio
 import json
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -165,8 +166,10 @@ class FakeOpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.tokens = tokens
+        self.ssl_context = ssl_context  # serve HTTPS with it (tests of the https upstream path)
         self.interval = interval
         self.slow_interval = slow_interval
         self.host = host
@@ -181,13 +184,16 @@ class FakeOpenAIServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/v1"
 
     # -- lifecycle (in the current loop) -------------------------------------
 
     async def start(self) -> int:
         # A deep backlog: benchmarks open hundreds of connections at once.
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096, limit=1 << 20)
+        self._server = await asyncio.start_server(
+            self._handle, self.host, self.port, backlog=4096, limit=1 << 20, ssl=self.ssl_context
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
