@@ -9,7 +9,7 @@
   stored as `rejected` with its reason (never its signature or secret); an
   accepted one goes queued → running → succeeded | failed, and, when the
   webhook has a callback URL, carries the state of sending the result there
-  (`callback_status`).
+  (`callback_status`, and while pending which try is next and when it is due).
 - DeliveryAttempt: one try at sending a result to the callback URL.
 """
 
@@ -83,6 +83,13 @@ class WebhookDeliveryQuerySet(models.QuerySet):
         """Runs a worker started before the cutoff and never finished: the reaper's (services.delivery_reap_interrupted)."""
         return self.filter(status=WebhookDelivery.Status.RUNNING, started_at__lt=started_before)
 
+    def stale_callbacks(self, due_before):
+        """Callbacks still pending whose next try was due before the cutoff (services.delivery_reap_callbacks).
+
+        A deferred retry is due at its `next_retry_at`, so one still scheduled is never among them.
+        """
+        return self.filter(callback_status=WebhookDelivery.CallbackStatus.PENDING, callback_due_at__lt=due_before)
+
 
 class WebhookDelivery(models.Model):
     class Status(models.TextChoices):
@@ -142,6 +149,11 @@ class WebhookDelivery(models.Model):
     # Bumped by each send cycle (the first, each redeliver): a queued retry of
     # an older cycle sees the mismatch and stops, so cycles never overlap.
     callback_generation = models.PositiveIntegerField(default=0)
+    # While pending: the cycle's next try (0 first, then each retry's index) and
+    # when it is due (the cycle's start, then the retry's `next_retry_at`). A
+    # pending callback due long ago lost its try with a killed task worker.
+    callback_try = models.PositiveSmallIntegerField("next callback try", default=0)
+    callback_due_at = models.DateTimeField("callback try due at", null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     objects = WebhookDeliveryQuerySet.as_manager()
@@ -153,6 +165,8 @@ class WebhookDelivery(models.Model):
             models.Index(fields=["webhook", "-created_at"], name="delivery_webhook_created_idx"),
             # stuck(): queued/running deliveries older than a cutoff; the reaper (stale_running); admin status filter.
             models.Index(fields=["status", "created_at"], name="delivery_status_created_idx"),
+            # stale_callbacks(): pending callbacks due before a cutoff (the reaper).
+            models.Index(fields=["callback_status", "callback_due_at"], name="delivery_callback_due_idx"),
         ]
         constraints = [
             # replay_of(): an X-Combo-Delivery id names at most one accepted

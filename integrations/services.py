@@ -511,6 +511,8 @@ def delivery_callback_start(*, delivery: WebhookDelivery, redelivery: bool = Fal
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         callback_status=WebhookDelivery.CallbackStatus.PENDING,
         callback_generation=F("callback_generation") + 1,
+        callback_try=0,
+        callback_due_at=timezone.now(),
         delivered_at=None,
     )
     delivery.refresh_from_db()
@@ -619,9 +621,14 @@ def delivery_send_attempt(*, delivery_id: str, generation: int, try_index: int, 
         if attempt.outcome == DeliveryAttempt.Outcome.DELIVERED:
             current.callback_status = WebhookDelivery.CallbackStatus.DELIVERED
             current.delivered_at = attempt.attempted_at
+            current.callback_due_at = None
         elif attempt.outcome == DeliveryAttempt.Outcome.FAILED:
             current.callback_status = WebhookDelivery.CallbackStatus.FAILED
-        current.save(update_fields=["callback_status", "delivered_at"])
+            current.callback_due_at = None
+        else:
+            # Still pending: the reaper takes it for lost only once its retry is long overdue.
+            current.callback_try, current.callback_due_at = try_index + 1, attempt.next_retry_at
+        current.save(update_fields=["callback_status", "delivered_at", "callback_try", "callback_due_at"])
         if attempt.outcome == DeliveryAttempt.Outcome.RETRY:
             _enqueue(tasks.send_webhook_result, str(delivery.id), generation, try_index + 1, redelivery, delay=delay)
     host = urlsplit(url).hostname if url else "-"
