@@ -6,7 +6,8 @@ before anything parses them), enabled, idempotent replay, JSON, question.
 Every refusal is stored as a rejected delivery and raised as its ComboError.
 The agent runs later, in a task (tasks.run_webhook_event → delivery_run), and
 the result is sent by tasks.send_webhook_result → delivery_send_attempt.
-delivery_reap_interrupted marks the runs a killed worker left `running`.
+delivery_reap_interrupted marks the runs a killed worker left `running`, and
+delivery_reap_callbacks takes up the results whose sending one left `pending`.
 """
 
 from __future__ import annotations
@@ -492,6 +493,90 @@ def delivery_reap_interrupted(*, older_than_seconds: int | None = None, dry_run:
                 delivery_callback_start(delivery=delivery)
         logger.warning("webhook delivery %s: its run was left unfinished; marked failed", delivery_id)
     return marked
+
+
+def _send_queued(delivery_id, generation: int) -> bool:
+    """Whether the task queue still holds a try of this send cycle: waiting for a worker, or a retry deferred to its time."""
+    from django_tasks import TaskResultStatus
+    from django_tasks_db import DatabaseBackend
+    from django_tasks_db.models import DBTaskResult
+
+    task = tasks.send_webhook_result
+    if not isinstance(task.get_backend(), DatabaseBackend):
+        return False  # no queue: a try runs as it is enqueued
+    return DBTaskResult.objects.filter(
+        task_path=task.module_path,
+        status=TaskResultStatus.READY,
+        args_kwargs__args__0=str(delivery_id),
+        args_kwargs__args__1=generation,
+    ).exists()
+
+
+def _resent_as_redelivery(delivery_id, lost_try: int) -> bool:
+    """Whether the cycle whose try `lost_try` was lost was started by a redeliver (DeliveryAttempt.redelivery)."""
+    latest = DeliveryAttempt.objects.filter(delivery_id=delivery_id).order_by("-number").first()
+    if lost_try:
+        # Its earlier tries are recorded, the latest being the retry that scheduled the lost one.
+        return bool(latest and latest.redelivery)
+    # Its first try was lost: a cycle after an earlier one's attempts is a redeliver's.
+    return latest is not None
+
+
+def delivery_reap_callbacks(*, older_than_seconds: int | None = None, dry_run: bool = False) -> int:
+    """Send again the results whose sending a task worker that died left `pending`; fail those out of tries.
+
+    A worker killed while it sends a result (SIGKILL, OOM, `serve` after the
+    grace period) records no attempt, and the task queue does not run that try
+    again: the callback stayed `pending` for good. A pending callback whose
+    try was due more than COMBO_REAPER_TIMEOUT_SECONDS ago and that the queue
+    no longer holds gets a new cycle that goes on with the next try, at once,
+    as a retry would; the lost try counts, so a result whose every try is lost
+    still ends `failed` when the retries run out. A retry still scheduled is
+    not due yet, and a try waiting in the queue for a worker is left to it.
+    Each callback is taken by a conditional update on its cycle, so however
+    many reapers race, one resends it; the older cycle's task, should it run
+    after all, sees it was superseded.
+    Returns how many were (or, with dry_run, would be) sent again or failed.
+    """
+    timeout = older_than_seconds if older_than_seconds is not None else settings.COMBO_REAPER_TIMEOUT_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    stale = [
+        (delivery_id, generation, lost_try)
+        for delivery_id, generation, lost_try in WebhookDelivery.objects.stale_callbacks(cutoff).values_list(
+            "id", "callback_generation", "callback_try"
+        )
+        if not _send_queued(delivery_id, generation)
+    ]
+    if dry_run:
+        return len(stale)
+    tries = len(settings.COMBO_WEBHOOK_RETRY_DELAYS) + 1
+    reaped = 0
+    for delivery_id, generation, lost_try in stale:
+        next_try = lost_try + 1
+        with transaction.atomic():
+            # Still this cycle's lost try: a try that finished meanwhile, or another reaper's, is left alone.
+            claim = WebhookDelivery.objects.filter(
+                id=delivery_id,
+                callback_status=WebhookDelivery.CallbackStatus.PENDING,
+                callback_generation=generation,
+                callback_try=lost_try,
+                callback_due_at__lt=cutoff,
+            )
+            if next_try >= tries:
+                if not claim.update(callback_status=WebhookDelivery.CallbackStatus.FAILED, callback_due_at=None):
+                    continue
+                outcome = "no retry was left; callback failed"
+            else:
+                if not claim.update(
+                    callback_generation=generation + 1, callback_try=next_try, callback_due_at=timezone.now()
+                ):
+                    continue
+                redelivery = _resent_as_redelivery(delivery_id, lost_try)
+                _enqueue(tasks.send_webhook_result, str(delivery_id), generation + 1, next_try, redelivery)
+                outcome = "sending it again"
+        reaped += 1
+        logger.warning("webhook delivery %s: the callback's try %s was left unfinished; %s", delivery_id, next_try, outcome)
+    return reaped
 
 
 # --- Sending the result -----------------------------------------------------

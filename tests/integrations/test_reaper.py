@@ -154,12 +154,17 @@ def test_the_command_reports_answers_and_events(make_webhook, post_event):
         call_command("reap_interrupted", *args, stdout=out)
         return out.getvalue()
 
-    assert run() == "Marked 0 answer(s) interrupted.\nMarked 0 webhook event(s) failed.\n"
+    assert run() == (
+        "Marked 0 answer(s) interrupted.\nMarked 0 webhook event(s) failed.\nTook up 0 webhook callback(s) left pending.\n"
+    )
     assert run("--older-than", "10", "--dry-run") == (
         "Would mark 0 answer(s) interrupted.\nWould mark 1 webhook event(s) failed.\n"
+        "Would take up 0 webhook callback(s) left pending.\n"
     )
     assert WebhookDelivery.objects.get(id=delivery.id).status == "running"
-    assert run("--older-than", "10") == "Marked 0 answer(s) interrupted.\nMarked 1 webhook event(s) failed.\n"
+    assert run("--older-than", "10") == (
+        "Marked 0 answer(s) interrupted.\nMarked 1 webhook event(s) failed.\nTook up 0 webhook callback(s) left pending.\n"
+    )
     delivery.refresh_from_db()
     assert (delivery.status, delivery.error_code) == ("failed", 20004)
 

@@ -1,13 +1,14 @@
 from django.core.management.base import BaseCommand
 
 from agents.reaper import reap_interrupted
-from integrations.services import delivery_reap_interrupted
+from integrations.services import delivery_reap_callbacks, delivery_reap_interrupted
 
 
 class Command(BaseCommand):
     help = (
-        "Mark answers stuck in_progress (their server process died) as interrupted, and webhook events "
-        "left running (their task worker died) as failed."
+        "Mark answers stuck in_progress (their server process died) as interrupted and webhook events "
+        "left running (their task worker died) as failed; send again the webhook results whose callback "
+        "was left pending (or fail them when out of retries)."
     )
 
     def add_arguments(self, parser):
@@ -17,7 +18,9 @@ class Command(BaseCommand):
     def handle(self, older_than, dry_run, verbosity, **options):
         answers = reap_interrupted(older_than_seconds=older_than, dry_run=dry_run)
         events = delivery_reap_interrupted(older_than_seconds=older_than, dry_run=dry_run)
+        callbacks = delivery_reap_callbacks(older_than_seconds=older_than, dry_run=dry_run)
         if verbosity:
             verb = "Would mark" if dry_run else "Marked"
             self.stdout.write(f"{verb} {answers} answer(s) interrupted.")
             self.stdout.write(f"{verb} {events} webhook event(s) failed.")
+            self.stdout.write(f"{'Would take up' if dry_run else 'Took up'} {callbacks} webhook callback(s) left pending.")

@@ -3,7 +3,7 @@
 One or more daphne processes share one listening socket (opened here and passed
 down with --fd, so the kernel spreads connections between them), the task
 worker runs beside them, and the reaper marks answers and webhook events left
-by a dead process.
+by a dead process and takes up the webhook callbacks it left pending.
 SIGTERM/SIGINT stop everything gracefully: each daphne finishes or cleanly
 ends its open streams (combo.shutdown) before exiting.
 """
@@ -22,7 +22,7 @@ from django.core.management.base import BaseCommand
 from accounts.models import User
 from agents.reaper import reap_interrupted
 from combo.server import LISTEN_BACKLOG, daphne_command
-from integrations.services import delivery_reap_interrupted
+from integrations.services import delivery_reap_callbacks, delivery_reap_interrupted
 
 
 class Command(BaseCommand):
@@ -42,6 +42,12 @@ class Command(BaseCommand):
         reaped = delivery_reap_interrupted()
         if reaped:
             self.stdout.write(f"Marked {reaped} webhook event(s) left running by a stopped task worker as failed.")
+        reaped = delivery_reap_callbacks()
+        if reaped:
+            self.stdout.write(
+                f"Took up {reaped} webhook callback(s) left pending by a stopped task worker "
+                "(sent again, or failed when out of retries)."
+            )
 
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,6 +83,7 @@ class Command(BaseCommand):
                 break
             reap_interrupted()
             delivery_reap_interrupted()
+            delivery_reap_callbacks()
         grace = settings.COMBO_SHUTDOWN_GRACE_SECONDS + 10
         for child in children:
             try:
