@@ -1,8 +1,10 @@
-"""`manage.py serve` and its task worker as real processes: the reaper marks events a worker left `running`.
+"""`manage.py serve` and its task worker as real processes: the reaper marks events a worker left `running`
+and sends again the results one left `pending`.
 
 The agent asks a fake upstream that never answers (fake-hang), so a run stays
-`running` until its worker is killed or the language model timeout ends it;
-results go to a real HTTP receiver on 127.0.0.1.
+`running` until its worker is killed or the language model timeout ends it
+(the last test's answers at once, and its receiver is the slow one); results
+go to a real HTTP receiver on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -192,3 +194,42 @@ def test_serve_marks_a_run_past_the_timeout_and_its_late_outcome_replaces_the_ma
         assert [a["outcome"] for a in delivery(combo, serve.url, hook_id, delivery_id)["attempts"]] == ["delivered"]
     finally:
         assert serve.stop() == 0
+
+
+def test_a_result_whose_worker_was_killed_while_sending_is_sent_again_when_serve_starts(upstream, receiver):
+    combo = live_combo(upstream, COMBO_LLM_MODEL="fake")
+    receiver.delay = 8  # the receiver takes its time (within the 10 s per try): the worker is killed meanwhile
+    first = Serve(combo)
+    try:
+        hook_id, delivery_id = send_event(combo, first.url, receiver.url)
+        until(lambda: receiver.received, what="the first try to reach the receiver")
+        os.kill(first.worker_pid(), signal.SIGKILL)
+        assert first.process.wait(timeout=60) == 1
+    finally:
+        first.stop()
+    # The run finished, but the try records nothing: the callback stays pending, its task row RUNNING.
+    state = combo.shell(
+        "from integrations.models import WebhookDelivery; from django_tasks_db.models import DBTaskResult; "
+        "print(repr((list(WebhookDelivery.objects.values_list('status', 'callback_status', 'callback_generation')), "
+        "list(DBTaskResult.objects.filter(task_path='integrations.tasks.send_webhook_result')"
+        ".values_list('status', flat=True)))))"
+    )
+    assert eval(state) == ([("succeeded", "pending", 1)], ["RUNNING"])
+    receiver.delay = 0
+    time.sleep(1.5)  # the try is now overdue by more than the second server's 1 s timeout
+
+    second = Serve(combo, COMBO_REAPER_TIMEOUT_SECONDS="1")
+    try:
+        assert "Took up 1 webhook callback(s) left pending by a stopped task worker" in second.output()
+        data = until(
+            lambda: (d := delivery(combo, second.url, hook_id, delivery_id))["callback_status"] == "delivered" and d,
+            what="the result to be sent again",
+        )
+        assert len(receiver.received) == 2
+        first_try, second_try = (json.loads(got.body) for got in receiver.received)
+        assert first_try == second_try and first_try["delivery_id"] == delivery_id and first_try["error"] is None
+        assert [a["outcome"] for a in data["attempts"]] == ["delivered"]
+        time.sleep(2)  # the periodic reaper does not send it a third time
+        assert len(receiver.received) == 2
+    finally:
+        assert second.stop() == 0
