@@ -495,8 +495,10 @@ def delivery_reap_interrupted(*, older_than_seconds: int | None = None, dry_run:
     return marked
 
 
-def _send_queued(delivery_id, generation: int) -> bool:
-    """Whether the task queue still holds a try of this send cycle: waiting for a worker, or a retry deferred to its time."""
+def _send_queued(delivery_id, generation: int, started_after) -> bool:
+    """Whether the task queue still holds a try of this send cycle: waiting for a worker, a retry deferred
+    to its time, or one a worker took up after `started_after` (a long-overdue try a worker is sending now)."""
+    from django.db.models import Q
     from django_tasks import TaskResultStatus
     from django_tasks_db import DatabaseBackend
     from django_tasks_db.models import DBTaskResult
@@ -505,8 +507,8 @@ def _send_queued(delivery_id, generation: int) -> bool:
     if not isinstance(task.get_backend(), DatabaseBackend):
         return False  # no queue: a try runs as it is enqueued
     return DBTaskResult.objects.filter(
+        Q(status=TaskResultStatus.READY) | Q(status=TaskResultStatus.RUNNING, started_at__gte=started_after),
         task_path=task.module_path,
-        status=TaskResultStatus.READY,
         args_kwargs__args__0=str(delivery_id),
         args_kwargs__args__1=generation,
     ).exists()
@@ -532,7 +534,8 @@ def delivery_reap_callbacks(*, older_than_seconds: int | None = None, dry_run: b
     no longer holds gets a new cycle that goes on with the next try, at once,
     as a retry would; the lost try counts, so a result whose every try is lost
     still ends `failed` when the retries run out. A retry still scheduled is
-    not due yet, and a try waiting in the queue for a worker is left to it.
+    not due yet, and a try waiting in the queue for a worker, or taken up by
+    one within the timeout (after the queue was backed up, say), is left to it.
     Each callback is taken by a conditional update on its cycle, so however
     many reapers race, one resends it; the older cycle's task, should it run
     after all, sees it was superseded.
@@ -545,7 +548,7 @@ def delivery_reap_callbacks(*, older_than_seconds: int | None = None, dry_run: b
         for delivery_id, generation, lost_try in WebhookDelivery.objects.stale_callbacks(cutoff).values_list(
             "id", "callback_generation", "callback_try"
         )
-        if not _send_queued(delivery_id, generation)
+        if not _send_queued(delivery_id, generation, cutoff)
     ]
     if dry_run:
         return len(stale)

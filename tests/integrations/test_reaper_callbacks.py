@@ -45,13 +45,15 @@ def _run(delivery) -> WebhookDelivery:
     return delivery
 
 
-def _left_sending(delivery, seconds_ago: float) -> WebhookDelivery:
-    """What a worker killed while sending leaves: the try's task row claimed, the callback pending since `seconds_ago`."""
+def _left_sending(delivery, seconds_ago: float, *, claimed_ago: float | None = None) -> WebhookDelivery:
+    """What a worker killed while sending leaves: the try's task row claimed (when it fell due, unless
+    `claimed_ago` says otherwise), the callback pending since `seconds_ago`."""
     [task] = _tasks(delivery, SEND, "READY")
     task.claim("killed-worker")
-    WebhookDelivery.objects.filter(id=delivery.id).update(
-        callback_due_at=timezone.now() - timedelta(seconds=seconds_ago)
-    )
+    now = timezone.now()
+    claimed_ago = seconds_ago if claimed_ago is None else claimed_ago
+    DBTaskResult.objects.filter(id=task.id).update(started_at=now - timedelta(seconds=claimed_ago))
+    WebhookDelivery.objects.filter(id=delivery.id).update(callback_due_at=now - timedelta(seconds=seconds_ago))
     delivery.refresh_from_db()
     assert delivery.callback_status == "pending"
     return delivery
@@ -173,17 +175,33 @@ def test_a_recent_try_and_one_waiting_for_a_worker_are_left_alone(
     assert [json.loads(got.body)["question"] for got in receiver.received] == ["waiting"]
 
 
+def test_a_long_overdue_try_a_worker_is_sending_now_is_left_to_it(hook, receiver, post_event, drain, old):
+    """After a worker outage longer than the timeout, the tries it takes up are overdue but alive."""
+    taken = _left_sending(_run(_event(post_event, hook)), old * 10, claimed_ago=1)  # due long ago, claimed now
+    before = _state(taken)
+    assert delivery_reap_callbacks() == 0
+    assert _state(taken) == before and receiver.received == []
+    # Its worker died too: once the claim is older than the timeout, the try counts as lost.
+    DBTaskResult.objects.filter(task_path=SEND, status="RUNNING").update(
+        started_at=timezone.now() - timedelta(seconds=old)
+    )
+    assert delivery_reap_callbacks() == 1
+    drain()
+    assert WebhookDelivery.objects.get(id=taken.id).callback_status == "delivered"
+    assert len(receiver.received) == 1
+
+
 def test_two_reapers_racing_send_it_once(hook, receiver, post_event, drain, old, monkeypatch):
     delivery = _left_sending(_run(_event(post_event, hook)), old)
     real = services._send_queued
     seen = {}
 
-    def another_reaper_first(delivery_id, generation):
+    def another_reaper_first(delivery_id, generation, started_after):
         # Both reapers listed the callback; the other one takes it before this one does.
         if "other" not in seen:
             seen["other"] = None
             seen["other"] = delivery_reap_callbacks()
-        return real(delivery_id, generation)
+        return real(delivery_id, generation, started_after)
 
     monkeypatch.setattr(services, "_send_queued", another_reaper_first)
     assert delivery_reap_callbacks() == 0
