@@ -340,6 +340,9 @@ COMBO_SHUTDOWN_GRACE_SECONDS = envfloat("COMBO_SHUTDOWN_GRACE_SECONDS", 10.0)
 # this long belongs to a process that died (agents.reaper, integrations.services).
 COMBO_REAPER_TIMEOUT_SECONDS = envint("COMBO_REAPER_TIMEOUT_SECONDS", 900, minimum=1)
 COMBO_REAPER_INTERVAL_SECONDS = envint("COMBO_REAPER_INTERVAL_SECONDS", 60, minimum=1)
+# The task queue's records of finished tasks are deleted after this many days
+# by the same reaper (combo.taskqueue); 0 keeps them.
+COMBO_TASK_RESULTS_KEEP_DAYS = envint("COMBO_TASK_RESULTS_KEEP_DAYS", 14, minimum=0)
 # GET /v1/health gives the channel layer's round trip this long before calling it down
 # (a hung Redis would otherwise hold the check for channels-redis's 5 s receive).
 COMBO_HEALTH_TIMEOUT_SECONDS = envfloat("COMBO_HEALTH_TIMEOUT_SECONDS", 2.0)

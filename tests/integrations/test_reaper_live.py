@@ -152,6 +152,7 @@ def test_a_run_whose_worker_was_killed_is_marked_failed_when_serve_starts_again(
         output = second.output()
         assert "Marked 1 answer(s) left by a stopped server as interrupted." in output
         assert "Marked 1 webhook event(s) left running by a stopped task worker as failed." in output
+        assert "Marked 1 task(s) left running by a stopped task worker as failed." in output  # the queue's own row
         until(lambda: receiver.received, what="the result to reach the receiver")
         [got] = receiver.received
         assert got.headers["x-combo-event"] == "completion.failed"
@@ -164,7 +165,7 @@ def test_a_run_whose_worker_was_killed_is_marked_failed_when_serve_starts_again(
         assert data["status"] == "failed" and data["error"]["code"] == 20004 and data["finished_at"]
         time.sleep(1)  # the new worker does not run the event again, nor send it twice
         assert len(receiver.received) == 1
-        assert rows(combo) == {"delivery": [("failed", 20004)], "run_task": ["RUNNING"], "answer": ["interrupted"]}
+        assert rows(combo) == {"delivery": [("failed", 20004)], "run_task": ["FAILED"], "answer": ["interrupted"]}
     finally:
         assert second.stop() == 0
 

@@ -10,6 +10,7 @@ ends its open streams (combo.shutdown) before exiting.
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import subprocess
@@ -22,7 +23,23 @@ from django.core.management.base import BaseCommand
 from accounts.models import User
 from agents.reaper import reap_interrupted
 from combo.server import LISTEN_BACKLOG, daphne_command
+from combo.taskqueue import prune_finished_tasks, reap_stopped_tasks
 from integrations.services import delivery_reap_callbacks, delivery_reap_interrupted
+
+logger = logging.getLogger("combo.serve")
+
+# At start-up and every COMBO_REAPER_INTERVAL_SECONDS: each step, and what start-up says when it did something.
+REAPERS = [
+    (reap_interrupted, "Marked {} answer(s) left by a stopped server as interrupted."),
+    (delivery_reap_interrupted, "Marked {} webhook event(s) left running by a stopped task worker as failed."),
+    (
+        delivery_reap_callbacks,
+        "Took up {} webhook callback(s) left pending by a stopped task worker "
+        "(sent again, or failed when out of retries).",
+    ),
+    (reap_stopped_tasks, "Marked {} task(s) left running by a stopped task worker as failed."),
+    (prune_finished_tasks, "Deleted {} task result(s) older than COMBO_TASK_RESULTS_KEEP_DAYS."),
+]
 
 
 class Command(BaseCommand):
@@ -36,18 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, port, host, workers, no_worker, verbosity, **options):
         self._banner(port)
-        reaped = reap_interrupted()
-        if reaped:
-            self.stdout.write(f"Marked {reaped} answer(s) left by a stopped server as interrupted.")
-        reaped = delivery_reap_interrupted()
-        if reaped:
-            self.stdout.write(f"Marked {reaped} webhook event(s) left running by a stopped task worker as failed.")
-        reaped = delivery_reap_callbacks()
-        if reaped:
-            self.stdout.write(
-                f"Took up {reaped} webhook callback(s) left pending by a stopped task worker "
-                "(sent again, or failed when out of retries)."
-            )
+        self._reap(say=True)
 
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -81,9 +87,7 @@ class Command(BaseCommand):
                 crashed = True
                 stop(None, None)
                 break
-            reap_interrupted()
-            delivery_reap_interrupted()
-            delivery_reap_callbacks()
+            self._reap(say=False)
         grace = settings.COMBO_SHUTDOWN_GRACE_SECONDS + 10
         for child in children:
             try:
@@ -96,6 +100,18 @@ class Command(BaseCommand):
             # the answers and events the lost process left are marked at the
             # next start.
             raise SystemExit(1)
+
+    def _reap(self, *, say: bool) -> None:
+        """Run each reaper (see REAPERS); one that fails (the database away a moment) is logged and tried next time."""
+        for reaper, told in REAPERS:
+            try:
+                done = reaper()
+            except Exception:  # noqa: BLE001 - the server processes must outlive a failed round
+                logger.exception("the reaper's %s failed; it runs again in %s s", reaper.__name__,
+                                 settings.COMBO_REAPER_INTERVAL_SECONDS)
+                continue
+            if say and done:
+                self.stdout.write(told.format(done))
 
     def _banner(self, port: int) -> None:
         base = f"http://localhost:{port}"
