@@ -18,15 +18,7 @@ from django_tasks_db.models import DBTaskResult
 from integrations import services
 from integrations.models import DeliveryAttempt, WebhookDelivery
 from integrations.services import delivery_reap_callbacks, delivery_redeliver, delivery_run, delivery_send_attempt
-
-RUN = "integrations.tasks.run_webhook_event"
-SEND = "integrations.tasks.send_webhook_result"
-
-
-def _event(post_event, hook, question="Review this PR for me"):
-    status, body, _ = post_event(hook.id, {"question": question}, secret=hook.secret)
-    assert status == 202, body
-    return WebhookDelivery.objects.get(id=body["data"]["delivery_id"])
+from tests.integrations.test_reaper import RUN, SEND, _event
 
 
 def _tasks(delivery, path, status):
