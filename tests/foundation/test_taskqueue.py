@@ -13,6 +13,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection, connections
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -123,6 +124,8 @@ def test_the_reap_command_reports_the_queue_too(old, settings):
     assert list(DBTaskResult.objects.values_list("status", flat=True)) == ["FAILED"]
 
 
+# serve's rounds start as a request does, closing an unusable or expired connection: not inside a test's transaction.
+@pytest.mark.django_db(transaction=True)
 def test_serve_reports_what_its_start_up_reaping_did(old):
     _row("RUNNING", started_ago=old)
     command = serve.Command(stdout=StringIO())
@@ -130,6 +133,7 @@ def test_serve_reports_what_its_start_up_reaping_did(old):
     assert "Marked 1 task(s) left running by a stopped task worker as failed." in command.stdout._out.getvalue()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_reaper_step_that_fails_does_not_stop_serve_or_the_other_steps(old, monkeypatch, caplog):
     """The supervisor loop must outlive a round whose database call failed: it logs and tries next time."""
     from django.db import OperationalError
@@ -144,3 +148,24 @@ def test_a_reaper_step_that_fails_does_not_stop_serve_or_the_other_steps(old, mo
         command._reap(say=False)
     assert "the reaper's answers_step failed" in caplog.text
     assert DBTaskResult.objects.get(id=row.id).status == "FAILED"  # the steps after it ran
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a server-side connection to end is PostgreSQL's")
+def test_after_the_database_drops_serves_connection_the_next_round_reconnects(old, caplog):
+    """A PostgreSQL restart ends the supervisor's connection under it; the next round works (it failed for good)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+    row = _row("RUNNING", started_ago=old)
+    other = connections.create_connection("default")  # another session ends this one, as a restart would
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    command = serve.Command(stdout=StringIO())
+    with caplog.at_level(logging.ERROR, logger="combo.serve"):
+        command._reap(say=False)  # starts by dropping the dead connection, as a request would
+    assert "failed" not in caplog.text
+    assert DBTaskResult.objects.get(id=row.id).status == "FAILED"

@@ -3,7 +3,8 @@
 One or more daphne processes share one listening socket (opened here and passed
 down with --fd, so the kernel spreads connections between them), the task
 worker runs beside them, and the reaper marks answers and webhook events left
-by a dead process and takes up the webhook callbacks it left pending.
+by a dead process, takes up the webhook callbacks it left pending and keeps
+the task queue's records tidy.
 SIGTERM/SIGINT stop everything gracefully: each daphne finishes or cleanly
 ends its open streams (combo.shutdown) before exiting.
 """
@@ -19,6 +20,7 @@ import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
 from accounts.models import User
 from agents.reaper import reap_interrupted
@@ -103,6 +105,9 @@ class Command(BaseCommand):
 
     def _reap(self, *, say: bool) -> None:
         """Run each reaper (see REAPERS); one that fails (the database away a moment) is logged and tried next time."""
+        # As at a request's start: drop a connection that failed or that the database closed (a
+        # restart), so that the round after a failure reconnects instead of failing for good.
+        close_old_connections()
         for reaper, told in REAPERS:
             try:
                 done = reaper()
