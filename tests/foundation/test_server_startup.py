@@ -54,3 +54,26 @@ def test_once_the_application_is_loaded_it_is_frozen_and_young_collections_are_r
 def test_daphne_writes_through_twisted_web_http_itself_not_its_deprecation_proxy(state):
     assert state["daphne_http_is_module"]
     assert state["daphne_http_request"] == "twisted.web.http"
+
+
+def test_serve_on_a_busy_port_says_so_plainly_and_exits(tmp_path):
+    """`make run` twice: the second says the port is taken and how to pick another, without a traceback."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "combo.settings", "COMBO_DATA_DIR": str(tmp_path)}
+    try:
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
+                       check=True, timeout=120)
+        done = subprocess.run([sys.executable, "manage.py", "serve", "--port", str(port), "--no-worker"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, check=False, timeout=60)
+    finally:
+        holder.close()
+    assert done.returncode == 1
+    assert f"Port {port} is already in use" in done.stderr
+    assert f"PORT={port + 1}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Combo is starting" not in done.stdout

@@ -11,6 +11,7 @@ ends its open streams (combo.shutdown) before exiting.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -19,7 +20,7 @@ import sys
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from accounts.models import User
@@ -44,6 +45,24 @@ REAPERS = [
 ]
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket the server processes share; a port that cannot be had is a plain message, not a traceback."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"Port {port} is already in use (another Combo, or another program). Stop it, "
+                f"or choose another port: `make run PORT={port + 1}` or `manage.py serve --port {port + 1}`."
+            ) from None
+        raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror}.") from None
+    return listener
+
+
 class Command(BaseCommand):
     help = "Serve the API, console, admin and streams with daphne, plus the task worker and the reaper."
 
@@ -54,13 +73,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="Do not start the task worker.")
 
     def handle(self, port, host, workers, no_worker, verbosity, **options):
+        listener = _listen(host, port)  # first: a busy port is said before anything else
         self._banner(port)
         self._reap(say=True)
 
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(LISTEN_BACKLOG)
         listener.set_inheritable(True)
         fd = listener.fileno()
 
