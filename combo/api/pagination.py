@@ -6,7 +6,10 @@ cursor is opaque (DRF's base64 encoding of the position).
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.conf import settings
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination as DRFCursorPagination
@@ -47,8 +50,15 @@ class CursorPagination(DRFCursorPagination):
         cursor = super().decode_cursor(request)  # NotFound for what does not decode
         if cursor is not None and cursor.position is not None:
             try:
-                valid = parse_datetime(cursor.position) is not None
-            except ValueError:  # well formed but impossible ("2026-13-45")
+                position = parse_datetime(cursor.position)
+                valid = position is not None
+                if valid:
+                    # A time whose UTC equivalent falls outside the calendar
+                    # ("0001-01-01 00:00+05:00") overflows in the database query.
+                    if timezone.is_naive(position):
+                        position = position.replace(tzinfo=timezone.get_default_timezone())
+                    position.astimezone(UTC)
+            except (ValueError, OverflowError):  # well formed but impossible ("2026-13-45")
                 valid = False
             if not valid:
                 raise NotFound(self.invalid_cursor_message)
