@@ -48,15 +48,31 @@ _JSON_TYPES: tuple[tuple[type, tuple[type, ...]], ...] = (
 )
 
 
-def _wrong_json_types(fields, data: dict) -> dict[str, list[str]]:
-    wrong = {}
+def _wrong_json_type(field, value) -> list[str] | None:
+    for kind, allowed in _JSON_TYPES:
+        if isinstance(field, kind):
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                return [str(field.error_messages["invalid"])]
+            break
+    return None
+
+
+def _wrong_json_types(fields, data: dict) -> dict:
+    wrong: dict = {}
     for name, field in fields.items():
         value = data.get(name)
         if field.read_only or value is None:
             continue
-        for kind, allowed in _JSON_TYPES:
-            if isinstance(field, kind):
-                if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-                    wrong[name] = [str(field.error_messages["invalid"])]
-                break
+        if isinstance(field, serializers.ListField) and isinstance(value, list):
+            # Each item as its field would be, keyed by position as DRF words a list's errors.
+            items = {
+                str(index): error for index, item in enumerate(value)
+                if item is not None and (error := _wrong_json_type(field.child, item))
+            }
+            if items:
+                wrong[name] = items
+            continue
+        error = _wrong_json_type(field, value)
+        if error:
+            wrong[name] = error
     return wrong

@@ -21,6 +21,9 @@ from tests.foundation.helpers import assert_error
     ({"name": "A", "llm": {"max_tokens": "256"}}, "llm", "A valid integer is required."),
     ({"name": "A", "llm": {"max_tokens": 2.5}}, "llm", "A valid integer is required."),
     ({"name": "A", "llm": {"provider": 1}}, "llm", "Not a valid string."),
+    # The items of a list too: 1 and true were read as the UUID 00000000-...-000000000001.
+    ({"name": "A", "file_ids": [1]}, "file_ids", "Must be a valid UUID."),
+    ({"name": "A", "file_ids": [True]}, "file_ids", "Must be a valid UUID."),
 ])
 def test_an_agent_field_of_another_json_type_is_10001(api, alice, body, field, message):
     status, envelope, response = api.post("/v1/combo/agents", body, auth=alice.key_auth)
