@@ -41,6 +41,9 @@ class AgentViewSet(OwnedModelViewSet):
     def perform_update(self, serializer):
         serializer.instance = services.agent_update(agent=serializer.instance, **serializer.validated_data)
 
+    def perform_destroy(self, instance):
+        services.agent_delete(agent=instance)
+
 
 def session_detail(request, session: Session) -> dict:
     """A session with one page of its messages, oldest first."""
@@ -109,6 +112,9 @@ class AgentSessionViewSet(OwnedReadCreateDeleteViewSet):
     @extend_schema(responses={200: SessionDetailSerializer}, parameters=_MESSAGE_PAGE_PARAMS)
     def retrieve(self, request, *args, **kwargs):
         return Response(session_detail(request, self.get_object()))
+
+    def perform_destroy(self, instance):
+        services.session_delete(session=instance)
 
 
 class SessionView(OwnedQuerysetMixin, RetrieveModelMixin, GenericAPIView):

@@ -91,9 +91,22 @@ def agent_file_detach(*, agent: Agent, file: KnowledgeFile) -> bool:
     return True
 
 
+def _lock(queryset) -> None:
+    """Lock the rows before Django collects what their delete cascades to.
+
+    A question recorded between that collection and the delete was left
+    pointing at a deleted session, and the delete failed at commit. Locked, the
+    question waits and then finds its session gone. (On SQLite the IMMEDIATE
+    transaction already holds the write lock; FOR UPDATE is for PostgreSQL.)
+    """
+    list(queryset.select_for_update().values_list("pk", flat=True))
+
+
 @transaction.atomic
 def agent_delete(*, agent: Agent) -> None:
     """Deletes the agent with its sessions and messages."""
+    _lock(Agent.objects.filter(pk=agent.pk))
+    _lock(Session.objects.filter(agent_id=agent.pk))
     agent.delete()
 
 
@@ -106,5 +119,8 @@ def session_create(*, agent: Agent, owner: User, title: str = "") -> Session:
     return session
 
 
+@transaction.atomic
 def session_delete(*, session: Session) -> None:
+    """Deletes the session with its messages."""
+    _lock(Session.objects.filter(pk=session.pk))
     session.delete()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -254,3 +255,58 @@ def test_completion_refuses_other_owners_and_foreign_sessions(api, alice, bob):
     status, body, response = api.post(f"/v1/combo/agents/{agent['id']}/completions", {"question": "hi"})
     assert (status, body["code"]) == (401, 10010) and "Bearer" in response["WWW-Authenticate"]
     assert Message.objects.count() == 0
+
+
+# --- deleting while a question is being recorded ------------------------------------
+
+
+@pytest.fixture
+def message_added_after_collection(monkeypatch):
+    """Adds a message to a session from another connection right after Django collects a delete's rows.
+
+    What a question recorded at that moment does: the delete must not leave it
+    pointing at a session that is gone (a 500 at commit, before the fix).
+    """
+    from django.db import connections
+    from django.db.models.deletion import Collector
+
+    outcome = {}
+    collect = Collector.collect
+
+    def add(session_id):
+        try:
+            Message.objects.create(session_id=session_id, role=Message.Role.USER, content="asked meanwhile")
+            outcome["added"] = True
+        except Exception as exc:  # noqa: BLE001 - refused: the session is being deleted
+            outcome["refused"] = exc
+        finally:
+            connections.close_all()
+
+    def collect_then_add(self, objs, *args, **kwargs):
+        collect(self, objs, *args, **kwargs)
+        for obj in objs:
+            session_id = obj.pk if isinstance(obj, Session) else None
+            if isinstance(obj, Agent):
+                session_id = Session.objects.filter(agent=obj).values_list("pk", flat=True).first()
+            if session_id is not None and "added" not in outcome and "refused" not in outcome:
+                thread = threading.Thread(target=add, args=(session_id,))
+                thread.start()
+                thread.join(timeout=0.5)  # it waits for the delete's lock, if the delete holds one
+
+    monkeypatch.setattr(Collector, "collect", collect_then_add)
+    return outcome
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("target", ["session", "agent"])
+def test_a_question_recorded_while_deleting_does_not_break_the_delete(
+    api, alice, message_added_after_collection, target
+):
+    agent = make_agent(api, alice)
+    _, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/sessions", {}, auth=alice.key_auth)
+    session_id = body["data"]["id"]
+    path = f"/v1/combo/agents/{agent['id']}" + (f"/sessions/{session_id}" if target == "session" else "")
+    status, body, _ = api.delete(path, auth=alice.key_auth)
+    assert status == 204, body
+    assert not Session.objects.filter(id=session_id).exists()
+    assert not Message.objects.filter(session_id=session_id).exists()
