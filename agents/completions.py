@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -317,10 +317,33 @@ def completion_record_many(records: list[Record]) -> list[BaseException | None]:
     If the batch fails (a session deleted meanwhile, say), each record is
     written on its own, so only the bad one fails.
     """
-    results = write_batch(records, _record_group)
+    try:
+        results: list[BaseException | None] = write_batch(records, _record_group)
+    except DatabaseError as exc:  # a batch of one
+        results = [exc]
+    results = _deleted_meanwhile(records, results)
     for error in results:
-        if error is not None:
+        if error is not None and not isinstance(error, ComboError):
             logger.error("could not record a question", exc_info=error)
+    return results
+
+
+def _deleted_meanwhile(records: list[Record], results: list[BaseException | None]) -> list[BaseException | None]:
+    """A question whose session or agent was deleted after its checks: the 404 it gets a moment later."""
+    failed = [index for index, error in enumerate(results) if error is not None]
+    if not failed:
+        return results
+    sessions = {records[index].touched_session for index in failed} - {None}
+    agents = {data["agent_id"] for index in failed for data in records[index].session_rows}
+    sessions &= set(Session.objects.filter(pk__in=sessions).values_list("pk", flat=True)) if sessions else set()
+    agents &= set(Agent.objects.filter(pk__in=agents).values_list("pk", flat=True)) if agents else set()
+    results = list(results)
+    for index in failed:
+        record = records[index]
+        if record.touched_session is not None and record.touched_session not in sessions:
+            results[index] = ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
+        elif any(data["agent_id"] not in agents for data in record.session_rows):
+            results[index] = ComboError(ErrorCode.NOT_FOUND, "No agent with this id.")
     return results
 
 
@@ -528,7 +551,8 @@ class CompletionRun:
             await asyncio.wait([recorded])
         self.recorded = None
         if recorded.cancelled() or recorded.exception() is not None:
-            self.error = ComboError(
+            failure = None if recorded.cancelled() else recorded.exception()
+            self.error = failure if isinstance(failure, ComboError) else ComboError(
                 ErrorCode.INTERNAL_ERROR, "The question could not be saved, so it was not answered; try again."
             )
             self.status = Message.Status.FAILED

@@ -275,6 +275,9 @@ async def handle_completion(
     if not same_loop:
         await asyncio.wait([recorded])
         if recorded.cancelled() or recorded.exception() is not None:
+            failure = None if recorded.cancelled() else recorded.exception()
+            if isinstance(failure, ComboError):  # its session or agent was deleted meanwhile
+                return _error_reply(_counted(failure, limit_headers), request_id)
             return _error_reply(ComboError(ErrorCode.INTERNAL_ERROR), request_id)
         recorded = None
     run = CompletionRun(prepared, recorded=recorded)

@@ -21,7 +21,7 @@ from agents.completions import (
 from agents.models import Message, Session
 from combo import batching
 from combo.batching import CheckThenRecord
-from combo.errors import ErrorCode
+from combo.errors import ComboError, ErrorCode
 
 
 async def test_callers_go_on_with_their_results_while_the_records_are_written():
@@ -288,6 +288,45 @@ def test_an_answer_whose_question_could_not_be_saved_shows_no_text_and_saves_not
     assert run.parts == [] and run.status == Message.Status.FAILED
     assert run.error.error == ErrorCode.INTERNAL_ERROR and "could not be saved" in run.error.message
     assert not Message.objects.filter(session_id=prepared.session_id).exists()
+
+
+# Transactional: SQLite checks the foreign keys at commit, which the usual per-test transaction never reaches.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deleted", ["session", "agent"])
+def test_a_question_whose_session_or_agent_is_deleted_after_its_checks_is_a_404(alice, deleted):
+    agent = agents.agent_create(owner=alice.user, name="A", llm_provider="builtin")
+    session = agents.session_create(agent=agent, owner=alice.user)
+    specs = [PrepareSpec(alice.user, agent.id, "into the session", session.id), PrepareSpec(alice.user, agent.id, "new")]
+    alone, together = completion_check_many(specs), completion_check_many(specs)
+    if deleted == "session":
+        agents.session_delete(session=session)
+    else:
+        agents.agent_delete(agent=agent)
+
+    # Alone (a batch of one raised the database's error) and in a batch.
+    outcomes = [completion_record_many([record])[0] for _, record in alone]
+    outcomes += completion_record_many([record for _, record in together])
+    gone = [(ErrorCode.NOT_FOUND, "No session with this id for this agent."), None]
+    if deleted == "agent":
+        gone[1] = (ErrorCode.NOT_FOUND, "No agent with this id.")
+    assert [outcome and (outcome.error, outcome.message) for outcome in outcomes] == gone * 2
+    assert not Message.objects.filter(session_id=session.id).exists()
+
+
+def test_an_answer_whose_session_was_deleted_before_its_question_was_saved_says_so(alice):
+    agent = agents.agent_create(owner=alice.user, name="A", llm_provider="builtin")
+    (prepared, _), = completion_check_many([PrepareSpec(alice.user, agent.id, "hello")])
+    gone = ComboError(ErrorCode.NOT_FOUND, "No session with this id for this agent.")
+
+    async def run_with_a_failed_record():
+        recorded = asyncio.get_running_loop().create_future()
+        recorded.set_exception(gone)
+        run = CompletionRun(prepared, recorded=recorded).start()
+        await asyncio.wait_for(run.wait(), 10)
+        return run
+
+    run = async_to_sync(run_with_a_failed_record)()
+    assert run.parts == [] and run.status == Message.Status.FAILED and run.error is gone
 
 
 def test_a_batch_write_that_fails_is_retried_one_item_at_a_time_so_only_the_bad_item_fails():
