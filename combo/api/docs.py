@@ -11,11 +11,12 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerSpli
 from combo.api.envelope import EnvelopeRenderer
 
 
-class OpenAPIDocumentView(SpectacularJSONAPIView):
-    """GET /v1/openapi.json. Its errors (405, 429, ...) are `application/json` envelopes like every other /v1 error.
+class _EnvelopedErrorsMixin:
+    """Errors (405, 406, 429, ...) as `application/json` envelopes like every other /v1 error.
 
-    drf-spectacular renders them with the document's own renderer otherwise:
-    `application/vnd.oai.openapi+json`, indented.
+    drf-spectacular renders them with the view's own renderer otherwise: the
+    document's `application/vnd.oai.openapi+json`, indented, or for the
+    Swagger UI a bare `text/html` "405 Method Not Allowed".
     """
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -25,5 +26,11 @@ class OpenAPIDocumentView(SpectacularJSONAPIView):
         return super().finalize_response(request, response, *args, **kwargs)
 
 
-class SwaggerUIView(SpectacularSwaggerSplitView):
+class OpenAPIDocumentView(_EnvelopedErrorsMixin, SpectacularJSONAPIView):
+    """GET /v1/openapi.json. Its errors are envelopes (_EnvelopedErrorsMixin)."""
+
+
+class SwaggerUIView(_EnvelopedErrorsMixin, SpectacularSwaggerSplitView):
+    """GET /v1/docs. Its errors are envelopes (_EnvelopedErrorsMixin)."""
+
     template_name = "combo/swagger_ui.html"

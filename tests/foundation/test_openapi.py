@@ -34,8 +34,9 @@ def doc(api, db) -> dict:
     [("PUT", {}, 405, ErrorCode.METHOD_NOT_ALLOWED), ("GET", {"HTTP_ACCEPT": "application/xml"}, 406,
                                                      ErrorCode.NOT_ACCEPTABLE)],
 )
-def test_the_documents_own_errors_are_json_envelopes(api, db, method, headers, status, code):
-    status_, body, response = api.call(method, "/v1/openapi.json", {} if method == "PUT" else None, **headers)
+@pytest.mark.parametrize("path", ["/v1/openapi.json", "/v1/docs", "/v1/docs?script="])
+def test_the_documents_own_errors_are_json_envelopes(api, db, path, method, headers, status, code):
+    status_, body, response = api.call(method, path, {} if method == "PUT" else None, **headers)
     assert (status_, body["code"]) == (status, code.code)
     assert response["Content-Type"] == "application/json"
     assert body["data"]["request_id"] == response["X-Request-Id"]
