@@ -12,6 +12,18 @@ from agents.models import MAX_FILES_PER_AGENT, Agent, KnowledgeFile, Message, Se
 from combo.errors import ComboError, ErrorCode
 
 
+def _lock(queryset) -> list:
+    """Lock the rows for the rest of the transaction; their ids.
+
+    FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction holds the
+    write lock already. Deleting: Django collects the rows a delete cascades
+    to before it deletes them, and a question recorded in between was left
+    pointing at a deleted session (the delete failed at commit); locked, the
+    question waits and then finds its session gone.
+    """
+    return list(queryset.select_for_update().values_list("pk", flat=True))
+
+
 @transaction.atomic
 def agent_create(*, owner: User, files: Iterable[uuid.UUID] | None = None, **fields) -> Agent:
     agent = Agent(owner=owner, **fields)
@@ -24,6 +36,15 @@ def agent_create(*, owner: User, files: Iterable[uuid.UUID] | None = None, **fie
 
 @transaction.atomic
 def agent_update(*, agent: Agent, files: Iterable[uuid.UUID] | None = None, **fields) -> Agent:
+    """Change `fields` of the agent as it is now, under its row's lock.
+
+    `agent` may have been read before another request changed or deleted it:
+    saving it as read would undo the other change, or insert a deleted agent
+    again (Django inserts when an update finds no row). Deleted: a 404.
+    """
+    if not _lock(Agent.objects.filter(pk=agent.pk)):
+        raise ComboError(ErrorCode.NOT_FOUND)
+    agent.refresh_from_db()
     for name, value in fields.items():
         setattr(agent, name, value)
     agent.full_clean()
@@ -89,17 +110,6 @@ def agent_file_detach(*, agent: Agent, file: KnowledgeFile) -> bool:
         return False
     agent.files.remove(file)
     return True
-
-
-def _lock(queryset) -> None:
-    """Lock the rows before Django collects what their delete cascades to.
-
-    A question recorded between that collection and the delete was left
-    pointing at a deleted session, and the delete failed at commit. Locked, the
-    question waits and then finds its session gone. (On SQLite the IMMEDIATE
-    transaction already holds the write lock; FOR UPDATE is for PostgreSQL.)
-    """
-    list(queryset.select_for_update().values_list("pk", flat=True))
 
 
 @transaction.atomic

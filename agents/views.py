@@ -14,6 +14,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -23,7 +24,7 @@ from agents import llm_config, services
 from agents.forms import AgentForm, AttachFileForm
 from agents.knowledge import services as knowledge_services
 from agents.models import Agent, KnowledgeFile
-from combo.errors import ComboError
+from combo.errors import ComboError, ErrorCode
 
 # Stands for a file's id in URLs the page JavaScript fills in for new uploads.
 _ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
@@ -87,7 +88,12 @@ def agent_edit(request, agent_id):
     agent = _owned_agent(request, agent_id)
     form = AgentForm(request.POST or None, instance=agent)
     if request.method == "POST" and form.is_valid():
-        services.agent_update(agent=agent, **form.agent_fields())
+        try:
+            services.agent_update(agent=agent, **form.agent_fields())
+        except ComboError as exc:
+            if exc.error != ErrorCode.NOT_FOUND:
+                raise
+            raise Http404 from None  # deleted meanwhile
         messages.success(request, f"Saved “{agent.name}”.")
         return redirect("console:agent-edit", agent_id=agent.id)
     return _render_edit(request, agent, form, status=400 if form.is_bound else 200)

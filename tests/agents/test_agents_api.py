@@ -310,3 +310,42 @@ def test_a_question_recorded_while_deleting_does_not_break_the_delete(
     assert status == 204, body
     assert not Session.objects.filter(id=session_id).exists()
     assert not Message.objects.filter(session_id=session_id).exists()
+
+
+# --- updating while another request changes the agent -----------------------------------
+
+
+def test_a_patch_racing_a_delete_is_a_404_and_does_not_bring_the_agent_back(api, alice, monkeypatch):
+    from agents.api import AgentViewSet
+
+    agent = make_agent(api, alice)
+    get_object = AgentViewSet.get_object
+
+    def read_then_deleted(self):
+        found = get_object(self)
+        Agent.objects.filter(pk=found.pk).delete()  # a DELETE that lands in between
+        return found
+
+    monkeypatch.setattr(AgentViewSet, "get_object", read_then_deleted)
+    status, body, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"name": "Renamed"}, auth=alice.key_auth)
+    assert (status, body["code"]) == (404, 10040), body
+    assert not Agent.objects.filter(id=agent["id"]).exists()  # saving it had inserted it again
+
+
+def test_a_patch_keeps_what_another_patch_changed_meanwhile(api, alice, monkeypatch):
+    from agents.api import AgentViewSet
+
+    agent = make_agent(api, alice)
+    get_object = AgentViewSet.get_object
+
+    def read_then_changed(self):
+        found = get_object(self)
+        Agent.objects.filter(pk=found.pk).update(instructions="Changed meanwhile.")
+        return found
+
+    monkeypatch.setattr(AgentViewSet, "get_object", read_then_changed)
+    status, body, _ = api.patch(f"/v1/combo/agents/{agent['id']}", {"name": "Renamed"}, auth=alice.key_auth)
+    assert status == 200, body
+    assert (body["data"]["name"], body["data"]["instructions"]) == ("Renamed", "Changed meanwhile.")
+    stored = Agent.objects.get(id=agent["id"])
+    assert (stored.name, stored.instructions) == ("Renamed", "Changed meanwhile.")
