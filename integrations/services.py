@@ -114,6 +114,13 @@ _UPDATABLE = {"name", "agent", "enabled", "question_template", "callback_url", "
 
 @transaction.atomic
 def webhook_update(*, webhook: Webhook, **fields) -> Webhook:
+    """Change `fields` of the webhook as it is now, under its row's lock.
+
+    `webhook` may have been read before another request rotated its secret or
+    deleted it: saving it as read would put the old secret back, or insert a
+    deleted webhook again (Django inserts when an update finds no row).
+    Deleted: a 404.
+    """
     unknown = set(fields) - _UPDATABLE
     if unknown:
         raise TypeError(f"webhook_update() cannot change {', '.join(sorted(unknown))}")
@@ -123,6 +130,9 @@ def webhook_update(*, webhook: Webhook, **fields) -> Webhook:
         _check_template(fields["question_template"])
     if "callback_url" in fields:
         _check_callback_url(fields["callback_url"])
+    if not _lock(Webhook.objects.filter(pk=webhook.pk)):
+        raise ComboError(ErrorCode.NOT_FOUND)
+    webhook.refresh_from_db()
     for name, value in fields.items():
         setattr(webhook, name, value)
     webhook.full_clean()
@@ -130,7 +140,15 @@ def webhook_update(*, webhook: Webhook, **fields) -> Webhook:
     return webhook
 
 
+def _lock(queryset) -> list:
+    """Lock the rows for the rest of the transaction (on SQLite the IMMEDIATE transaction holds the write lock); their ids."""
+    return list(queryset.select_for_update().values_list("pk", flat=True))
+
+
+@transaction.atomic
 def webhook_delete(*, webhook: Webhook) -> None:
+    """Deletes the webhook with its deliveries; locked first, so a delivery recorded meanwhile waits for it."""
+    _lock(Webhook.objects.filter(pk=webhook.pk))
     webhook.delete()
 
 

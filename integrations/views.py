@@ -25,6 +25,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, OuterRef, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -32,7 +33,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Agent
-from combo.errors import ComboError
+from combo.errors import ComboError, ErrorCode
 from integrations import examples, services, vault
 from integrations.forms import RotateForm, WebhookForm
 from integrations.models import Webhook, WebhookDelivery
@@ -186,6 +187,8 @@ def webhook_edit(request, webhook_id):
                 if changed:
                     services.webhook_update(webhook=webhook, **changed)
             except ComboError as exc:
+                if exc.error == ErrorCode.NOT_FOUND:
+                    raise Http404 from None  # deleted meanwhile
                 form.add_service_errors(exc)
                 webhook.refresh_from_db()
             else:

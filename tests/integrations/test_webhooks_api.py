@@ -93,6 +93,43 @@ def test_it_deletes(make_webhook, api, alice):
     assert status == 404 and body["code"] == 10040
 
 
+def _get_object_then(monkeypatch, meanwhile):
+    """The webhook viewset reads the webhook, then `meanwhile(webhook)` runs: another request landing in between."""
+    from integrations.api import WebhookViewSet
+
+    get_object = WebhookViewSet.get_object
+
+    def read_then(self):
+        found = get_object(self)
+        meanwhile(found)
+        return found
+
+    monkeypatch.setattr(WebhookViewSet, "get_object", read_then)
+
+
+def test_a_patch_racing_a_delete_is_a_404_and_does_not_bring_the_webhook_back(make_webhook, api, alice, monkeypatch):
+    hook = make_webhook()
+    _get_object_then(monkeypatch, lambda found: Webhook.objects.filter(pk=found.pk).delete())
+    status, body, _ = api.patch(f"{WEBHOOKS}/{hook.id}", {"name": "Renamed"}, auth=alice.key_auth)
+    assert (status, body["code"]) == (404, 10040), body
+    # Saving it had inserted it again, with its secret still accepted on its events URL.
+    assert not Webhook.objects.filter(id=hook.id).exists()
+
+
+def test_a_patch_does_not_undo_a_secret_rotated_meanwhile(make_webhook, api, alice, monkeypatch):
+    from integrations import services
+
+    hook = make_webhook()
+    rotated = {}
+    _get_object_then(monkeypatch, lambda found: rotated.setdefault(
+        "secret", services.webhook_rotate_secret(webhook=Webhook.objects.get(pk=found.pk), grace_hours=0).secret
+    ))
+    status, body, _ = api.patch(f"{WEBHOOKS}/{hook.id}", {"name": "Renamed"}, auth=alice.key_auth)
+    assert status == 200, body
+    stored = Webhook.objects.get(id=hook.id)
+    assert stored.name == "Renamed" and vault.decrypt(stored.secret_encrypted) == rotated["secret"]
+
+
 def test_rotation_returns_a_new_secret_and_keeps_the_old_one_for_the_grace_period(make_webhook, api, alice):
     hook = make_webhook()
     status, body, _ = api.post(f"{WEBHOOKS}/{hook.id}/rotate-secret", auth=alice.key_auth)
