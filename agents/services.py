@@ -122,6 +122,9 @@ def agent_delete(*, agent: Agent) -> None:
 
 @transaction.atomic
 def session_create(*, agent: Agent, owner: User, title: str = "") -> Session:
+    """A new session of the agent; a 404 if the agent was deleted since it was read (the insert failed at commit)."""
+    if not _lock(Agent.objects.filter(pk=agent.pk)):
+        raise ComboError(ErrorCode.NOT_FOUND)
     session = Session.objects.create(agent=agent, owner=owner, title=title[:200])
     if agent.opening_message:
         # The agent greets first, so clients render one history for every session.

@@ -349,3 +349,22 @@ def test_a_patch_keeps_what_another_patch_changed_meanwhile(api, alice, monkeypa
     assert (body["data"]["name"], body["data"]["instructions"]) == ("Renamed", "Changed meanwhile.")
     stored = Agent.objects.get(id=agent["id"])
     assert (stored.name, stored.instructions) == ("Renamed", "Changed meanwhile.")
+
+
+# Transactional: SQLite checks the foreign keys at commit, which the usual per-test transaction never reaches.
+@pytest.mark.django_db(transaction=True)
+def test_a_session_created_while_its_agent_is_deleted_is_a_404(api, alice, monkeypatch):
+    from agents.api import AgentSessionViewSet
+
+    agent = make_agent(api, alice)
+    get_agent = AgentSessionViewSet.get_agent
+
+    def read_then_deleted(self):
+        found = get_agent(self)
+        Agent.objects.filter(pk=found.pk).delete()  # a DELETE that lands in between
+        return found
+
+    monkeypatch.setattr(AgentSessionViewSet, "get_agent", read_then_deleted)
+    status, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/sessions", {}, auth=alice.key_auth)
+    assert (status, body["code"]) == (404, 10040), body
+    assert not Session.objects.exists()
