@@ -72,7 +72,11 @@ def _check_callback_url(callback_url: str) -> None:
 
 
 def _check_agent(owner: User, agent: Agent) -> None:
-    if agent.owner_id != owner.pk:
+    """In the transaction that writes the webhook: the agent is locked, and one deleted since it was read is refused.
+
+    (Otherwise the write failed at commit on the missing agent, a 500.)
+    """
+    if agent.owner_id != owner.pk or not _lock(Agent.objects.filter(pk=agent.pk)):
         # Another user's agent reads exactly like one that does not exist.
         raise ComboError(ErrorCode.VALIDATION_FAILED, "No agent with this id.", errors={"agent_id": ["No agent with this id."]})
 

@@ -108,7 +108,7 @@ def knowledge_file_upload(
         with transaction.atomic():
             file.save(force_insert=True)
             if agent is not None:
-                agent.files.add(file)
+                _attach(agent, file)
             transaction.on_commit(lambda: enqueue_ingestion(file.id))
     except IntegrityError:
         # The same bytes won a race with this request: keep theirs, drop ours.
@@ -125,8 +125,18 @@ def knowledge_file_upload(
 
 def _attach_existing(file: KnowledgeFile, agent: Agent | None) -> KnowledgeFile:
     if agent is not None:
-        agent.files.add(file)
+        with transaction.atomic():
+            _attach(agent, file)
     return file
+
+
+def _attach(agent: Agent, file: KnowledgeFile) -> None:
+    """Link the file to the agent, locked; an agent deleted since it was read is refused (the link failed at commit)."""
+    if not list(Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk", flat=True)):
+        raise ComboError(
+            ErrorCode.VALIDATION_FAILED, "Invalid fields: agent_id.", errors={"agent_id": ["You have no agent with this id."]}
+        )
+    agent.files.add(file)
 
 
 def enqueue_ingestion(file_id: uuid.UUID) -> None:

@@ -130,6 +130,34 @@ def test_a_patch_does_not_undo_a_secret_rotated_meanwhile(make_webhook, api, ali
     assert stored.name == "Renamed" and vault.decrypt(stored.secret_encrypted) == rotated["secret"]
 
 
+# Transactional: SQLite checks the foreign keys at commit, which the usual per-test transaction never reaches.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["create", "patch"])
+def test_a_webhook_for_an_agent_deleted_meanwhile_is_refused_like_a_missing_agent(
+    make_webhook, api, alice, alice_agent, monkeypatch, action
+):
+    from agents.models import Agent
+    from integrations import api as webhooks_api
+
+    target = Agent.objects.create(owner=alice.user, name="Target")
+    hook = make_webhook() if action == "patch" else None
+    owned_agent = webhooks_api._owned_agent
+
+    def read_then_deleted(user, agent_id):
+        found = owned_agent(user, agent_id)
+        Agent.objects.filter(pk=found.pk).delete()  # a DELETE that lands in between
+        return found
+
+    monkeypatch.setattr(webhooks_api, "_owned_agent", read_then_deleted)
+    if action == "create":
+        status, body, _ = api.post(WEBHOOKS, {"name": "x", "agent_id": str(target.id)}, auth=alice.key_auth)
+    else:
+        status, body, _ = api.patch(f"{WEBHOOKS}/{hook.id}", {"agent_id": str(target.id)}, auth=alice.key_auth)
+    assert (status, body["code"]) == (400, 10001), body
+    assert body["data"]["errors"] == {"agent_id": ["No agent with this id."]}
+    assert list(Webhook.objects.values_list("agent_id", flat=True)) == ([alice_agent.id] if hook else [])
+
+
 def test_rotation_returns_a_new_secret_and_keeps_the_old_one_for_the_grace_period(make_webhook, api, alice):
     hook = make_webhook()
     status, body, _ = api.post(f"{WEBHOOKS}/{hook.id}/rotate-secret", auth=alice.key_auth)

@@ -385,6 +385,30 @@ def test_file_ids_on_the_agent_attach_replace_and_detach(api, alice, upload):
     assert listed[0]["file_ids"] == []
 
 
+# Transactional: SQLite checks the foreign keys at commit, which the usual per-test transaction never reaches.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_an_upload_whose_agent_is_deleted_meanwhile_is_refused_like_a_missing_agent(
+    api, alice, upload, monkeypatch, duplicate
+):
+    from agents.knowledge import services
+
+    if duplicate:
+        upload(alice, "a.txt", TEXT)
+    agent = make_agent(api, alice)
+    original = services.knowledge_file_upload
+
+    def after_a_delete(**kwargs):
+        Agent.objects.filter(pk=kwargs["agent"].pk).delete()  # a DELETE that lands in between
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "knowledge_file_upload", after_a_delete)
+    status, body, _ = upload(alice, "a.txt", TEXT, agent_id=agent["id"])
+    assert (status, body["code"]) == (400, 10001), body
+    assert body["data"]["errors"] == {"agent_id": ["You have no agent with this id."]}
+    assert KnowledgeFile.objects.count() == (1 if duplicate else 0)
+
+
 def test_upload_with_agent_id_attaches_at_once(api, alice, upload):
     agent = make_agent(api, alice)
     status, body, _ = upload(alice, "a.txt", TEXT, agent_id=agent["id"])
