@@ -9,6 +9,7 @@ stream (agents.streaming), which runs outside DRF, calls it directly.
 from __future__ import annotations
 
 import json
+import sys
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
@@ -22,8 +23,17 @@ def _reject_constant(value: str):
     raise ValueError(f"{value} is not valid JSON")
 
 
+def _parse_int(digits: str) -> int:
+    try:
+        return int(digits)
+    except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits())
+        raise MalformedBody(
+            f"The request body has a number of more than {sys.get_int_max_str_digits()} digits."
+        ) from None
+
+
 # Built once: json.loads() with any option builds a new decoder per call.
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_decode = json.JSONDecoder(parse_constant=_reject_constant, parse_int=_parse_int).decode
 
 
 def loads_object(raw: bytes) -> dict:
@@ -34,6 +44,8 @@ def loads_object(raw: bytes) -> dict:
         data = _decode(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise MalformedBody("The request body is not UTF-8.") from None
+    except MalformedBody:
+        raise
     except ValueError as exc:
         raise MalformedBody(f"The request body is not valid JSON: {exc}") from None
     except RecursionError:

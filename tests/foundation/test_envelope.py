@@ -87,6 +87,14 @@ def test_json_nested_too_deeply_is_10002_not_a_crash(api, alice, raw):
     assert ApiKey.objects.count() == before
 
 
+def test_a_number_with_too_many_digits_is_10002_in_the_clients_terms(api, alice):
+    status, body, response = api.post("/v1/api-keys", raw=b'{"name": "k", "n": ' + b"7" * 5000 + b"}",
+                                      auth=alice.jwt_auth)
+    assert_error(status, body, response, ErrorCode.MALFORMED_BODY)
+    # Not Python's own advice ("use sys.set_int_max_str_digits() to increase the limit").
+    assert body["message"] == "The request body has a number of more than 4300 digits."
+
+
 def test_a_406_for_an_unsatisfiable_accept_header_is_an_envelope(api, db):
     status, body, response = api.get("/v1/health", HTTP_ACCEPT="application/xml")
     assert_error(status, body, response, ErrorCode.NOT_ACCEPTABLE)
