@@ -6,10 +6,11 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import ApiKey, User
+from combo.admin import CheckedFiltersMixin
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(CheckedFiltersMixin, BaseUserAdmin):
     list_display = ("username", "email", "is_active", "is_staff", "date_joined", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser")
     search_fields = ("username", "email", "first_name", "last_name")
@@ -34,7 +35,7 @@ class StatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     list_display = ("name", "prefix", "owner", "status", "created_at", "last_used_at", "expires_at", "revoked_at")
     list_filter = (StatusFilter, "created_at")
     search_fields = ("name", "prefix", "owner__username", "owner__email")

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from agents import services
 from agents.knowledge.services import knowledge_file_delete, knowledge_file_requeue
 from agents.models import MAX_FILES_PER_AGENT, Agent, Chunk, KnowledgeFile, Message, Session
+from combo.admin import CheckedFiltersMixin
 
 
 class AgentAdminForm(forms.ModelForm):
@@ -41,7 +42,7 @@ class AgentAdminForm(forms.ModelForm):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     form = AgentAdminForm
     list_display = ("name", "owner", "llm_provider", "llm_model", "created_at", "updated_at")
     list_filter = ("llm_provider", "created_at")
@@ -61,7 +62,7 @@ class MessageInline(admin.TabularInline):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     list_display = ("id", "title", "agent", "owner", "created_at", "updated_at")
     list_filter = ("created_at",)
     search_fields = ("id", "title", "agent__name", "owner__username")
@@ -71,7 +72,7 @@ class SessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     list_display = ("id", "session", "role", "status", "error_code", "provider", "model", "latency_ms", "created_at")
     list_filter = ("role", "status", "provider", "created_at")
     search_fields = ("id", "content", "session__id")
@@ -81,7 +82,7 @@ class MessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(KnowledgeFile)
-class KnowledgeFileAdmin(admin.ModelAdmin):
+class KnowledgeFileAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "kind", "size", "status", "chunk_count", "created_at")
     list_filter = ("status", "kind", "created_at")
     search_fields = ("name", "sha256", "id", "owner__username")
@@ -151,7 +152,7 @@ class KnowledgeFileAdmin(admin.ModelAdmin):
 
 
 @admin.register(Chunk)
-class ChunkAdmin(admin.ModelAdmin):
+class ChunkAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     list_display = ("id", "file", "index", "position", "short_text")
     search_fields = ("text", "file__name", "file__id")
     list_select_related = ("file",)

@@ -4,11 +4,12 @@ from urllib.parse import urlsplit
 
 from django.contrib import admin
 
+from combo.admin import CheckedFiltersMixin
 from integrations.models import DeliveryAttempt, Webhook, WebhookDelivery
 
 
 @admin.register(Webhook)
-class WebhookAdmin(admin.ModelAdmin):
+class WebhookAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "agent", "enabled", "callback_host", "require_timestamp", "created_at")
     list_filter = ("enabled", "require_timestamp", "created_at")
     search_fields = ("id", "name", "owner__username", "owner__email", "agent__name", "callback_url")
@@ -54,7 +55,7 @@ class DeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     list_display = (
         "id", "webhook", "status", "reason_code", "callback_status", "created_at", "duration_ms", "replay_count",
     )

@@ -177,3 +177,27 @@ def test_the_revoke_action_revokes_the_selected_keys(operator, api, alice, bob, 
     assert keys_of["bob_expired"].revoked_at is None  # not selected
     status, body, _ = api.get("/v1/test/deprecated-ping", auth=alice.key_auth)
     assert status == 401 and body["code"] == 10012
+
+
+# --- every change list, with filters typed into the URL ------------------------------
+
+CHANGE_LISTS = {
+    "/admin/accounts/user/": "date_joined",
+    "/admin/accounts/apikey/": "last_used_at",
+    "/admin/agents/agent/": "created_at",
+    "/admin/agents/session/": "created_at",
+    "/admin/agents/message/": "created_at",
+    "/admin/agents/knowledgefile/": "processed_at",
+    "/admin/agents/chunk/": "index",
+    "/admin/integrations/webhook/": "secret_rotated_at",
+    "/admin/integrations/webhookdelivery/": "started_at",
+}
+
+
+@pytest.mark.parametrize("url", CHANGE_LISTS)
+@pytest.mark.parametrize("lookup, value", [("__year", "99999"), ("__year", "0"), ("__range", "1")])
+def test_a_change_list_answers_a_filter_it_cannot_run_with_its_error_page(operator, keys_of, url, lookup, value):
+    # Django admin turns a filter it cannot apply into "?e=1" (its error notice), never a 500.
+    response = operator.get(url, {CHANGE_LISTS[url] + lookup: value})
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")
+    assert operator.get(response["Location"]).status_code == 200
