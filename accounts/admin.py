@@ -6,11 +6,11 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import ApiKey, User
-from combo.admin import CheckedFiltersMixin
+from combo.admin import CheckedFiltersMixin, DeletesPartsMixin
 
 
 @admin.register(User)
-class UserAdmin(CheckedFiltersMixin, BaseUserAdmin):
+class UserAdmin(CheckedFiltersMixin, DeletesPartsMixin, BaseUserAdmin):
     list_display = ("username", "email", "is_active", "is_staff", "date_joined", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser")
     search_fields = ("username", "email", "first_name", "last_name")

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from agents import services
 from agents.knowledge.services import knowledge_file_delete, knowledge_file_requeue
 from agents.models import MAX_FILES_PER_AGENT, Agent, Chunk, KnowledgeFile, Message, Session
-from combo.admin import CheckedFiltersMixin
+from combo.admin import CheckedFiltersMixin, DeletesPartsMixin
 
 
 class AgentAdminForm(forms.ModelForm):
@@ -82,7 +82,7 @@ class MessageAdmin(CheckedFiltersMixin, admin.ModelAdmin):
 
 
 @admin.register(KnowledgeFile)
-class KnowledgeFileAdmin(CheckedFiltersMixin, admin.ModelAdmin):
+class KnowledgeFileAdmin(CheckedFiltersMixin, DeletesPartsMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "kind", "size", "status", "chunk_count", "created_at")
     list_filter = ("status", "kind", "created_at")
     search_fields = ("name", "sha256", "id", "owner__username")
@@ -157,6 +157,8 @@ class ChunkAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     search_fields = ("text", "file__name", "file__id")
     list_select_related = ("file",)
     readonly_fields = ("id", "file", "index", "text", "position")
+    # Never deleted here, but with their file (or its owner): combo.admin.DeletesPartsMixin.
+    deleted_with_parent = True
 
     @admin.display(description="text")
     def short_text(self, chunk):

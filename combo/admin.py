@@ -36,3 +36,22 @@ class CheckedFiltersMixin:
 
     def get_changelist(self, request, **kwargs):
         return CheckedChangeList
+
+
+class DeletesPartsMixin:
+    """For a ModelAdmin whose rows own rows that are never deleted on their own.
+
+    A related model whose admin sets `deleted_with_parent = True` (a file's
+    chunks) refuses its own delete page, yet goes with whatever it belongs to:
+    deleting a file, or a user with their files, does not ask for a permission
+    no operator can have.
+    """
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        parts = {
+            model._meta.verbose_name
+            for model, model_admin in self.admin_site._registry.items()
+            if getattr(model_admin, "deleted_with_parent", False)
+        }
+        return deleted, counts, perms_needed - parts, protected

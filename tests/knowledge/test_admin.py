@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -59,6 +61,30 @@ def test_the_delete_action_removes_the_stored_original_too(
     import os
 
     assert not KnowledgeFile.objects.exists() and not os.path.exists(path)
+
+
+def test_the_file_page_deletes_the_file_with_its_chunks_and_original(
+    staff_client, ready_file, django_capture_on_commit_callbacks
+):
+    path = ready_file.original.path
+    url = f"/admin/agents/knowledgefile/{ready_file.pk}/delete/"
+    confirm = staff_client.get(url)
+    assert confirm.status_code == 200 and b"Cannot delete" not in confirm.content
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not KnowledgeFile.objects.exists() and not Chunk.objects.exists()
+    assert not os.path.exists(path)
+
+
+def test_an_operator_deletes_a_user_who_has_files(staff_client, ready_file, django_capture_on_commit_callbacks):
+    url = f"/admin/accounts/user/{ready_file.owner_id}/delete/"
+    confirm = staff_client.get(url)
+    assert confirm.status_code == 200 and b"Cannot delete" not in confirm.content
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not KnowledgeFile.objects.exists()
 
 
 def test_chunks_are_read_only_and_searchable_by_text(staff_client, ready_file):
