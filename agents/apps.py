@@ -10,3 +10,8 @@ class AgentsConfig(AppConfig):
         NavItem("Agents", "console:agents", section="/console/agents/", order=10),
         NavItem("Files", "console:files", section="/console/files/", order=15),
     )
+
+    def ready(self):
+        from agents.knowledge import services as knowledge_services
+
+        knowledge_services.connect_signals()

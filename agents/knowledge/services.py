@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_delete
 from django.utils import timezone
 
 from accounts.models import User
@@ -160,12 +161,24 @@ def knowledge_file_requeue(*, files: Iterable[KnowledgeFile]) -> int:
 
 def knowledge_file_delete(*, file: KnowledgeFile) -> None:
     """Delete a file, its chunks (the full-text index follows), its agent links and its stored original."""
-    original = file.original.name
-    storage = file.original.storage
     with transaction.atomic():
-        file.delete()
-        if original:
-            transaction.on_commit(lambda: storage.delete(original))
+        file.delete()  # the original goes when this commits (_original_deleted)
+
+
+def _original_deleted(sender, instance: KnowledgeFile, **kwargs) -> None:
+    """Every deleted file's stored original goes once the deletion commits.
+
+    A signal, not only knowledge_file_delete: a file deleted along with its
+    owner (a user deleted in Django admin) must not leave its original behind.
+    """
+    name = instance.original.name
+    if name:
+        storage = instance.original.storage
+        transaction.on_commit(lambda: storage.delete(name))
+
+
+def connect_signals() -> None:
+    post_delete.connect(_original_deleted, sender=KnowledgeFile, dispatch_uid="combo.knowledge.original_deleted")
 
 
 def knowledge_file_ingest(*, file_id: uuid.UUID | str) -> str:

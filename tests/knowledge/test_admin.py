@@ -77,7 +77,10 @@ def test_the_file_page_deletes_the_file_with_its_chunks_and_original(
     assert not os.path.exists(path)
 
 
-def test_an_operator_deletes_a_user_who_has_files(staff_client, ready_file, django_capture_on_commit_callbacks):
+def test_an_operator_deletes_a_user_who_has_files_and_their_stored_originals_go_too(
+    staff_client, ready_file, django_capture_on_commit_callbacks
+):
+    path = ready_file.original.path
     url = f"/admin/accounts/user/{ready_file.owner_id}/delete/"
     confirm = staff_client.get(url)
     assert confirm.status_code == 200 and b"Cannot delete" not in confirm.content
@@ -85,6 +88,7 @@ def test_an_operator_deletes_a_user_who_has_files(staff_client, ready_file, djan
         response = staff_client.post(url, {"post": "yes"})
     assert response.status_code == 302
     assert not KnowledgeFile.objects.exists()
+    assert not os.path.exists(path)
 
 
 def test_chunks_are_read_only_and_searchable_by_text(staff_client, ready_file):
