@@ -24,7 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import services
-from accounts.forms import ApiKeyCreateForm, SignUpForm
+from accounts.forms import ApiKeyCreateForm, SignInForm, SignUpForm
 from accounts.models import ApiKey, User
 
 # --- Signing in and out -------------------------------------------------------
@@ -32,6 +32,7 @@ from accounts.models import ApiKey, User
 
 class SignInView(auth_views.LoginView):
     template_name = "accounts/login.html"
+    authentication_form = SignInForm
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs):

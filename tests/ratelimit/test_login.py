@@ -102,3 +102,42 @@ def test_a_username_no_utf8_can_carry_is_counted_like_any_other(api, db, clock, 
     status, body, _ = api.post(TOKEN, raw=b'{"username": "eve\\ud800", "password": "x"}', REMOTE_ADDR="203.0.113.5")
     assert (status, body["code"]) == (429, 10090)
     assert "cache unavailable" not in caplog.text
+
+
+# --- The sign-in pages (console and Django admin) share these budgets ---------------------
+
+SIGN_IN_PAGES = ["/console/login/", "/admin/login/"]
+
+
+def sign_in(client, page, username, password, ip="198.51.100.10"):
+    return client.post(page, {"username": username, "password": password}, REMOTE_ADDR=ip)
+
+
+@pytest.mark.parametrize("page", SIGN_IN_PAGES)
+def test_a_sign_in_page_refuses_the_11th_try_for_one_username_even_with_the_right_password(
+    client, admin_user, clock, page
+):
+    # Ten wrong passwords from ten addresses: guessing through the page is counted like the API's.
+    for n in range(10):
+        response = sign_in(client, page, "admin", "wrong", ip=f"198.51.100.{n + 1}")
+        assert response.status_code == 200 and "_auth_user_id" not in client.session
+
+    response = sign_in(client, page, "admin", "admin pass 123", ip="203.0.113.99")
+
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    assert "Too many sign-in attempts" in response.content.decode()
+
+    clock.shift(60)
+    response = sign_in(client, page, "admin", "admin pass 123", ip="203.0.113.99")
+    assert response.status_code == 302 and "_auth_user_id" in client.session
+
+
+@pytest.mark.parametrize("page", SIGN_IN_PAGES)
+def test_a_sign_in_page_and_the_api_spend_one_budget_per_address(api, client, admin_user, clock, page):
+    for n in range(5):
+        assert login(api, f"guess{n}", "wrong")[0] == 401
+        assert sign_in(client, page, f"other{n}", "wrong").status_code == 200
+
+    assert login(api, "admin", "admin pass 123")[0] == 429
+    response = sign_in(client, page, "admin", "admin pass 123")
+    assert "Too many sign-in attempts" in response.content.decode() and "_auth_user_id" not in client.session
