@@ -184,5 +184,6 @@ def agent_playground(request, agent_id):
         "provider": provider,
         "model": agent.llm_model or llm_config.default_model(provider),
         "token_minutes": settings.COMBO_CONSOLE_TOKEN_MINUTES,
+        "max_question_chars": settings.COMBO_MAX_QUESTION_CHARS,
     }
     return render(request, "agents/playground.html", context)

@@ -132,6 +132,14 @@ def test_the_playground_shows_the_opening_message(alice_client, alice_agent):
     assert "Hi, I am here to help." in page
 
 
+@pytest.mark.parametrize("limit", [200, 20000])
+def test_the_playground_takes_questions_as_long_as_this_deployment_does(alice_client, alice_agent, settings, limit):
+    # The question box stops typing and pasting at COMBO_MAX_QUESTION_CHARS, as the API refuses beyond it.
+    settings.COMBO_MAX_QUESTION_CHARS = limit
+    page = body(alice_client.get(f"/console/agents/{alice_agent.id}/playground/"))
+    assert re.search(r'<textarea id="question"[^>]*\smaxlength="(\d+)"', page).group(1) == str(limit)
+
+
 @pytest.mark.parametrize("path", [
     "/console/agents/", "/console/agents/{id}/", "/console/agents/{id}/delete/",
     "/console/agents/{id}/playground/", "/console/api/",
