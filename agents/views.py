@@ -96,6 +96,9 @@ def agent_edit(request, agent_id):
             raise Http404 from None  # deleted meanwhile
         messages.success(request, f"Saved “{agent.name}”.")
         return redirect("console:agent-edit", agent_id=agent.id)
+    if form.is_bound:
+        # Validation copied the refused values onto the instance; the page shows the agent as saved.
+        agent.refresh_from_db()
     return _render_edit(request, agent, form, status=400 if form.is_bound else 200)
 
 

@@ -79,6 +79,23 @@ def test_editing_changes_instructions_model_and_opening_message(alice_client, al
     )
 
 
+def test_a_refused_edit_shows_the_agent_as_saved_and_the_typed_values_in_the_form(alice_client, alice_agent):
+    response = alice_client.post(f"/console/agents/{alice_agent.id}/", {
+        "name": "Unsaved name", "instructions": "Be brief.", "llm_provider": "", "llm_model": "",
+        "temperature": "5", "max_tokens": "",
+    })
+    assert response.status_code == 400
+    page = body(response)
+    # The heading, title and Files section name the agent as it is; the form keeps what was typed.
+    heading = re.search(r"<h1>(.*?)</h1>", page, re.S).group(1)
+    title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    assert "Alice&#x27;s helper" in heading and "Unsaved name" not in heading
+    assert "Alice&#x27;s helper" in title and "Unsaved name" not in title
+    assert "Unsaved name" in re.search(r'<input[^>]*name="name"[^>]*>', page).group(0)
+    alice_agent.refresh_from_db()
+    assert alice_agent.name == "Alice's helper"
+
+
 def test_an_agent_whose_provider_was_dropped_can_still_be_edited(alice_client, alice_agent):
     Agent.objects.filter(id=alice_agent.id).update(llm_provider="gone")
     page = body(alice_client.get(f"/console/agents/{alice_agent.id}/"))
