@@ -21,7 +21,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import services
 from accounts.forms import ApiKeyCreateForm, SignInForm, SignUpForm
@@ -108,9 +108,12 @@ def api_keys(request):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 @never_cache
 def api_key_create(request):
+    if request.method == "GET":
+        # Only the list's form POSTs here; a GET (signing in again after the session ended) goes to it.
+        return redirect("console:api-keys")
     form = ApiKeyCreateForm(request.POST)
     form_token = request.POST.get("form_token", "")
     if form_token not in request.session.get(_FORM_TOKENS, []):

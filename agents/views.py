@@ -18,7 +18,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from agents import llm_config, services
 from agents.forms import AgentForm, AttachFileForm
@@ -107,10 +107,12 @@ def _files_section(agent: Agent) -> str:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def agent_file_attach(request, agent_id):
-    """Attach one of the user's files (the "attach existing file" select)."""
+    """Attach one of the user's files (the "attach existing file" select); a GET goes to the Files section."""
     agent = _owned_agent(request, agent_id)
+    if request.method == "GET":
+        return redirect(_files_section(agent))
     attach_form = AttachFileForm(request.POST, agent=agent)
     if attach_form.is_valid():
         file = attach_form.cleaned_data["file"]
@@ -125,11 +127,13 @@ def agent_file_attach(request, agent_id):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def agent_file_detach(request, agent_id, file_id):
-    """Detach a file from the agent; the file stays in the user's files."""
+    """Detach a file from the agent; the file stays in the user's files. A GET goes to the Files section."""
     agent = _owned_agent(request, agent_id)
     file = _owned_file(request, file_id)
+    if request.method == "GET":
+        return redirect(_files_section(agent))
     if services.agent_file_detach(agent=agent, file=file):
         messages.success(request, f"Detached “{file.name}”. It is still in your files.")
     else:

@@ -30,7 +30,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from agents.models import Agent
 from combo.errors import ComboError, ErrorCode
@@ -297,10 +297,14 @@ def webhook_deliveries(request, webhook_id):
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def delivery_redeliver(request, webhook_id, delivery_id):
+    """Redeliver (POST only); a GET goes back to the delivery on the deliveries page."""
     webhook = _owned_webhook(request, webhook_id)
     delivery = get_object_or_404(WebhookDelivery, id=delivery_id, webhook=webhook)
+    back = reverse("console:webhook-deliveries", kwargs={"webhook_id": webhook.id}) + f"#delivery-{delivery.id}"
+    if request.method == "GET":
+        return redirect(back)
     delivery.webhook = webhook
     try:
         services.delivery_redeliver(delivery=delivery)
@@ -310,4 +314,4 @@ def delivery_redeliver(request, webhook_id, delivery_id):
         messages.success(
             request, f"Sending the result again to {callback_host(webhook.callback_url)}, with a fresh retry schedule."
         )
-    return redirect(reverse("console:webhook-deliveries", kwargs={"webhook_id": webhook.id}) + f"#delivery-{delivery.id}")
+    return redirect(back)

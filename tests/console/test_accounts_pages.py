@@ -173,6 +173,18 @@ def test_sending_the_same_form_again_does_not_mint_a_second_key(alice_client, al
     assert "already sent" in followed and 'id="new-key-value"' not in followed
 
 
+def test_a_create_form_sent_after_the_session_ended_leads_back_to_the_keys_page(client, alice):
+    # The session ended while the page was open: the POST goes to sign in, which then sends a GET to
+    # the form's URL. That GET lands on the keys page (nothing created), never on a blank 405.
+    sent = client.post("/console/settings/api-keys/create/", {"name": "ci", "form_token": "stale"})
+    assert sent.status_code == 302 and sent["Location"] == "/console/login/?next=/console/settings/api-keys/create/"
+    client.force_login(alice.user)
+    response = client.get("/console/settings/api-keys/create/", follow=True)
+    assert response.redirect_chain == [("/console/settings/api-keys/", 302)]
+    assert response.status_code == 200 and "Create a key" in body(response)
+    assert ApiKey.objects.filter(owner=alice.user).count() == 1  # the cast's own key only
+
+
 def test_an_expiry_in_the_past_is_refused_next_to_its_field(alice_client, alice):
     token = form_token(alice_client.get("/console/settings/api-keys/"))
     response = alice_client.post("/console/settings/api-keys/create/", {

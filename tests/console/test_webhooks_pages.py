@@ -130,6 +130,18 @@ def test_bobs_deliveries_cannot_be_redelivered_by_alice(alice_client, client, bo
     assert delivery.callback_generation == 0
 
 
+def test_a_get_of_redeliver_goes_to_the_deliveries_page_and_sends_nothing(alice_client, client, hook):
+    # As after signing in again from a form whose session had ended: no blank 405.
+    send_event(client, hook.webhook.id, hook.secret, {"question": "hi"})
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(id=delivery.id).update(status=WebhookDelivery.Status.SUCCEEDED)
+    response = alice_client.get(f"{WEBHOOKS}{hook.webhook.id}/deliveries/{delivery.id}/redeliver/")
+    assert response.status_code == 302
+    assert response["Location"] == f"{WEBHOOKS}{hook.webhook.id}/deliveries/#delivery-{delivery.id}"
+    delivery.refresh_from_db()
+    assert delivery.callback_generation == 0
+
+
 def test_a_delivery_of_another_webhook_is_not_found_under_alices(alice_client, client, hook, bob_hook):
     send_event(client, bob_hook.webhook.id, bob_hook.secret, {"question": "hi"})
     delivery = WebhookDelivery.objects.get()
@@ -563,7 +575,7 @@ def test_redeliver_sends_the_result_again(alice_client, client, alice, alice_age
     run_worker()
     delivery_id = accepted.json()["data"]["delivery_id"]
     path = f"{WEBHOOKS}{made.webhook.id}/deliveries/{delivery_id}/redeliver/"
-    assert alice_client.get(path).status_code == 405  # a POST only
+    assert alice_client.get(path).status_code == 302  # only a POST redelivers
 
     response = alice_client.post(path)
     assert response.status_code == 302
