@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts import services
 from accounts.forms import ApiKeyCreateForm, SignInForm, SignUpForm
 from accounts.models import ApiKey, User
+from combo import formtokens
 
 # --- Signing in and out -------------------------------------------------------
 
@@ -123,6 +124,10 @@ def api_key_create(request):
         return redirect("console:api-keys")
     if not form.is_valid():
         return _api_keys_page(request, form=form, form_token=form_token, status=400)
+    if not formtokens.claim(_FORM_TOKENS, form_token):
+        # Another copy of this form, sent at the same moment, is minting the key.
+        messages.info(request, "That form was already sent. Its key is in the list below.")
+        return redirect("console:api-keys")
     _spend_form_token(request, form_token)
     created = services.api_key_create(
         owner=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()

@@ -33,6 +33,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents.models import Agent
+from combo import formtokens
 from combo.errors import ComboError, ErrorCode
 from integrations import examples, services, vault
 from integrations.forms import RotateForm, WebhookForm
@@ -154,9 +155,14 @@ def webhook_create(request):
         return redirect("console:webhooks")
     form = WebhookForm(request.POST, owner=request.user)
     if form.is_valid():
+        if not formtokens.claim(_FORM_TOKENS, form_token):
+            # Another copy of this form, sent at the same moment, is creating the webhook.
+            messages.info(request, "That form was already sent, and its webhook is in the list below.")
+            return redirect("console:webhooks")
         try:
             created = services.webhook_create(owner=request.user, **form.webhook_fields())
         except ComboError as exc:
+            formtokens.release(_FORM_TOKENS, form_token)  # the corrected form may be sent again
             form.add_service_errors(exc)
         else:
             _spend_form_token(request, form_token)
@@ -236,6 +242,10 @@ def webhook_rotate(request, webhook_id):
             )
             return redirect("console:webhook", webhook_id=webhook.id)
         if form.is_valid():
+            if not formtokens.claim(_FORM_TOKENS, form_token):
+                # Another copy of this form, sent at the same moment, is rotating the secret.
+                messages.info(request, "That rotation was already done; the secret was not rotated again.")
+                return redirect("console:webhook", webhook_id=webhook.id)
             grace_hours = 0 if form.cleaned_data["retire_now"] else None
             rotated = services.webhook_rotate_secret(webhook=webhook, grace_hours=grace_hours)
             _spend_form_token(request, form_token)

@@ -173,6 +173,21 @@ def test_sending_the_same_form_again_does_not_mint_a_second_key(alice_client, al
     assert "already sent" in followed and 'id="new-key-value"' not in followed
 
 
+def test_two_copies_of_the_form_sent_at_once_mint_one_key(alice_client, alice):
+    # A double click or a retried request: the second copy read the session before the first one
+    # had spent the form's token in it. The token is still spent only once.
+    token = form_token(alice_client.get("/console/settings/api-keys/"))
+    before = alice_client.session["api_key_form_tokens"]
+    first = alice_client.post("/console/settings/api-keys/create/", {"name": "once", "form_token": token})
+    session = alice_client.session
+    session["api_key_form_tokens"] = before
+    session.save()
+    again = alice_client.post("/console/settings/api-keys/create/", {"name": "once", "form_token": token})
+    assert first.status_code == 201
+    assert again.status_code == 302 and again["Location"] == "/console/settings/api-keys/"
+    assert ApiKey.objects.filter(owner=alice.user, name="once").count() == 1
+
+
 def test_a_create_form_sent_after_the_session_ended_leads_back_to_the_keys_page(client, alice):
     # The session ended while the page was open: the POST goes to sign in, which then sends a GET to
     # the form's URL. That GET lands on the keys page (nothing created), never on a blank 405.

@@ -220,6 +220,37 @@ def test_creating_shows_the_secret_once(alice_client, alice, alice_agent, caplog
     assert secret not in caplog.text
 
 
+def rewind_form_tokens(client, tokens) -> None:
+    """The session as a second copy of a form read it: before the first copy had spent its token."""
+    session = client.session
+    session["webhook_form_tokens"] = tokens
+    session.save()
+
+
+def test_two_copies_of_the_create_form_sent_at_once_make_one_webhook(alice_client, alice_agent):
+    token = fresh_token(alice_client)
+    before = alice_client.session["webhook_form_tokens"]
+    assert alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token)).status_code == 201
+    rewind_form_tokens(alice_client, before)
+    again = alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token))
+    assert again.status_code == 302 and Webhook.objects.count() == 1
+
+
+def test_two_copies_of_the_rotate_form_sent_at_once_rotate_once(alice_client, hook):
+    path = f"{WEBHOOKS}{hook.webhook.id}/rotate/"
+    token = fresh_token(alice_client, path)
+    before = alice_client.session["webhook_form_tokens"]
+    assert alice_client.post(path, {"form_token": token}).status_code == 200
+    rotated = vault.decrypt(Webhook.objects.get(id=hook.webhook.id).secret_encrypted)
+    rewind_form_tokens(alice_client, before)
+    again = alice_client.post(path, {"form_token": token})
+    assert again.status_code == 302
+    stored = Webhook.objects.get(id=hook.webhook.id)
+    # Not rotated twice: the first new secret is current, and the original still verifies (grace period).
+    assert vault.decrypt(stored.secret_encrypted) == rotated
+    assert vault.decrypt(stored.previous_secret_encrypted) == hook.secret
+
+
 def test_the_create_form_refuses_a_post_without_the_csrf_token(alice, alice_agent):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice.user)
