@@ -65,13 +65,15 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None
 
 
-def _excerpt(response: httpx.Response) -> str:
-    """The start of the answer, read without ever loading more than a few KB of it."""
+def _excerpt(response: httpx.Response, deadline: float) -> str:
+    """The start of the answer, read without ever loading more than a few KB of it, nor past `deadline`
+    (time.monotonic()): the timeout bounds each read, so a receiver trickling its answer a byte at a
+    time would otherwise hold the worker for hours."""
     raw = bytearray()
     try:
         for chunk in response.iter_raw():
             raw.extend(chunk)
-            if len(raw) >= MAX_READ_BYTES:
+            if len(raw) >= MAX_READ_BYTES or time.monotonic() >= deadline:
                 break
     except httpx.HTTPError:
         pass  # what arrived before the error is still worth showing
@@ -131,15 +133,15 @@ class CallbackTransport:
                     ) from None
                 try:
                     latency_ms = int((time.monotonic() - started) * 1000)  # to the response headers
-                    return self._outcome(response, latency_ms, str(address))
+                    return self._outcome(response, latency_ms, str(address), deadline=started + self.timeout)
                 finally:
                     response.close()
         assert last is not None
         raise last
 
-    def _outcome(self, response: httpx.Response, latency_ms: int, address: str) -> Delivered:
+    def _outcome(self, response: httpx.Response, latency_ms: int, address: str, *, deadline: float) -> Delivered:
         status = response.status_code
-        excerpt = _excerpt(response)
+        excerpt = _excerpt(response, deadline)
         if 200 <= status < 300:
             return Delivered(status_code=status, latency_ms=latency_ms, response_excerpt=excerpt, address=address)
         common = dict(status_code=status, latency_ms=latency_ms, response_excerpt=excerpt, address=address)

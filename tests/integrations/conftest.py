@@ -97,6 +97,7 @@ class Receiver:
 
     statuses: list[int] = field(default_factory=lambda: [200])
     delay: float = 0.0  # seconds to wait before answering
+    trickle: float = 0.0  # seconds between the bytes of a long answer body (a slow receiver)
     received: list[Received] = field(default_factory=list)
     url: str = ""
 
@@ -118,11 +119,22 @@ def receiver():
             if state.delay:
                 time.sleep(state.delay)
             reply = json.dumps({"ok": code < 300}).encode()
+            if state.trickle:
+                reply = json.dumps({"ok": code < 300, "padding": "x" * 4096}).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
-            self.wfile.write(reply)
+            if not state.trickle:
+                self.wfile.write(reply)
+                return
+            for byte in reply:
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:  # the client hung up
+                    return
+                time.sleep(state.trickle)
 
         def log_message(self, *args):  # keep test output quiet
             pass

@@ -3,6 +3,7 @@
 import json
 import signal
 import socket
+import time
 from datetime import timedelta
 
 import pytest
@@ -149,6 +150,23 @@ def test_a_receiver_slower_than_the_timeout_is_retried(allow_loopback, receiver,
         ("retry", None, "No answer within 0.2 seconds."), ("failed", None, "No answer within 0.2 seconds."),
     ]
     assert all(a.latency_ms >= 200 for a in attempts)
+
+
+def test_a_receiver_that_trickles_its_answer_holds_the_worker_no_longer_than_the_timeout(
+    allow_loopback, receiver, make_webhook, post_event, drain, settings
+):
+    # Headers at once, then one byte of the body every 0.05 s: each read is quick,
+    # but reading the answer's first 4 KB would take minutes.
+    settings.COMBO_WEBHOOK_DELIVERY_TIMEOUT = 0.5
+    receiver.trickle = 0.05
+    hook = make_webhook(callback_url=receiver.url)
+    delivery = _event(post_event, hook)
+    started = time.monotonic()
+    drain()
+    assert time.monotonic() - started < 5
+    attempt = delivery.attempts.get()
+    assert (attempt.outcome, attempt.status_code) == ("delivered", 200)
+    assert attempt.response_excerpt.startswith('{"ok"')
 
 
 def test_only_the_start_of_a_receivers_answer_is_kept(allow_loopback, receiver, make_webhook, post_event, drain):
