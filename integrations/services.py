@@ -642,12 +642,15 @@ def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
 
 def result_body(delivery: WebhookDelivery) -> bytes:
     """The signed JSON sent to the callback URL (docs/webhooks.md, "The delivery body")."""
+    # The agent that answered: the session's (the one the event was accepted for), even if the
+    # webhook was re-pointed since; the webhook's only when the session is gone.
+    agent_id = delivery.session.agent_id if delivery.session_id else delivery.webhook.agent_id
     data = {
         "delivery_id": str(delivery.id),
         "event": delivery.event_type,
         "created_at": delivery.created_at.isoformat().replace("+00:00", "Z"),
         "webhook_id": str(delivery.webhook_id),
-        "agent_id": str(delivery.webhook.agent_id),
+        "agent_id": str(agent_id),
         "session_id": str(delivery.session_id) if delivery.session_id else None,
         "message_id": str(delivery.message_id) if delivery.message_id else None,
         "question": delivery.question,
@@ -672,7 +675,7 @@ def _retry_delay(try_index: int, retry_after: float | None) -> float | None:
 
 def delivery_send_attempt(*, delivery_id: str, generation: int, try_index: int, redelivery: bool = False) -> str:
     """One attempt of a send cycle: POST the signed result, record it, schedule the next try or finish."""
-    delivery = WebhookDelivery.objects.select_related("webhook").filter(id=delivery_id).first()
+    delivery = WebhookDelivery.objects.select_related("webhook", "session").filter(id=delivery_id).first()
     if delivery is None:
         return "gone"
     if delivery.callback_generation != generation or delivery.callback_status != WebhookDelivery.CallbackStatus.PENDING:

@@ -240,6 +240,24 @@ def test_redeliver_sends_the_result_again(allow_loopback, receiver, make_webhook
     assert receiver.received[0].body == receiver.received[1].body
 
 
+def test_the_result_names_the_agent_that_answered_after_the_webhook_is_re_pointed(
+    allow_loopback, receiver, make_webhook, post_event, drain, api, alice, alice_agent
+):
+    hook = make_webhook(callback_url=receiver.url)
+    delivery = _event(post_event, hook)
+    other = Agent.objects.create(owner=alice.user, name="Other")
+    api.patch(f"/v1/integrations/webhooks/{hook.id}", {"agent_id": str(other.id)}, auth=alice.key_auth)
+    drain()  # the run is the agent the event was accepted for
+    status, _body, _ = api.post(f"{DELIVERIES.format(hook.id)}/{delivery.id}/redeliver", auth=alice.key_auth)
+    assert status == 202
+    drain()
+    first, again = (json.loads(got.body) for got in receiver.received)
+    delivery.refresh_from_db()
+    assert delivery.session.agent_id == alice_agent.id
+    assert first["agent_id"] == again["agent_id"] == str(alice_agent.id)
+    assert receiver.received[0].body == receiver.received[1].body
+
+
 def test_a_redeliver_stops_the_retries_of_the_cycle_before_it(
     allow_loopback, receiver, make_webhook, post_event, drain, api, alice, settings
 ):
