@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import idna
 from django.conf import settings
 
 from combo.errors import ComboError, ErrorCode
@@ -88,13 +89,24 @@ def parse_url(url: str) -> tuple[str, str, int]:
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
+def ascii_host(host: str) -> str:
+    """A host name as it goes on the wire (Host header, TLS server name): an internationalised name
+    in its IDNA (xn--) form, encoded as the HTTP client encodes it. ValueError if it cannot be."""
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host.lower()).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"{host!r} is not a valid internationalised host name") from exc
+
+
 def _is_host_name(host: str) -> bool:
     """A name DNS can hold: IDNA-encodable, every label 1-63 characters, 253 in all."""
     try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:  # an empty or over-long label, or characters no name may have
+        wire_host = ascii_host(host)
+    except ValueError:  # an empty or over-long label, or characters no name may have
         return False
-    return len(ascii_host) <= 253 and all(_LABEL.fullmatch(label) for label in ascii_host.split("."))
+    return len(wire_host) <= 253 and all(_LABEL.fullmatch(label) for label in wire_host.split("."))
 
 
 def _allowlist() -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
@@ -176,7 +188,8 @@ def vet(url: str) -> Target:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:
         literal = None
-    addresses = (literal,) if literal is not None else _resolve(host, port)
+    # A name is looked up as it is sent (its xn-- form), so the address vetted is the one it names.
+    addresses = (literal,) if literal is not None else _resolve(ascii_host(host), port)
     if host in allowed_hosts:
         return Target(scheme, host, port, addresses)
     for address in addresses:

@@ -95,13 +95,15 @@ class CallbackTransport:
             raise DeliveryFailed(str(exc), permanent=False) from None
 
         default_port = 443 if target.scheme == "https" else 80
-        shown = f"[{target.host}]" if ":" in target.host else target.host
+        is_name = not ssrf.is_ip_literal(target.host)
+        # An internationalised name goes on the wire in its xn-- form (headers are ASCII).
+        wire_host = ssrf.ascii_host(target.host) if is_name else target.host
+        shown = f"[{wire_host}]" if ":" in wire_host else wire_host
         host_header = shown if target.port == default_port else f"{shown}:{target.port}"
         # identity: the answer's first bytes are shown as they come, never decompressed.
         send_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers, "Host": host_header}
         # TLS: the certificate is checked against the name, though the socket goes to the address.
-        is_name = not ssrf.is_ip_literal(target.host)
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" and is_name else {}
+        extensions = {"sni_hostname": wire_host} if target.scheme == "https" and is_name else {}
 
         last: DeliveryFailed | None = None
         # trust_env=False: no proxy from the environment, so the vetted address is the one connected to.

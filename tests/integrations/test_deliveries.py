@@ -319,7 +319,9 @@ def test_internal_callback_urls_are_refused_at_update(url, make_webhook, api, al
     assert Webhook.objects.get(id=hook.id).callback_url == ""
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/x", "https://user:pw@example.com/hook", "not a url"])
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/x", "https://user:pw@example.com/hook", "not a url", "http://\u2603.example/hook"]
+)
 def test_callback_urls_of_the_wrong_shape_are_a_validation_error(url, api, alice, alice_agent):
     status, body, _ = api.post(
         "/v1/integrations/webhooks", {"name": "x", "agent_id": str(alice_agent.id), "callback_url": url},
@@ -376,6 +378,19 @@ def test_the_request_goes_to_the_vetted_address_with_the_original_host(monkeypat
     [got] = receiver.received
     assert got.headers["host"] == f"ci.internal.test:{port}"
     assert delivery.attempts.get().address == "127.0.0.1"
+
+
+def test_an_internationalised_host_name_is_sent_in_its_ascii_form(monkeypatch, settings, receiver, make_webhook, post_event, drain):
+    settings.COMBO_WEBHOOK_ALLOWED_HOSTS = ["127.0.0.0/8"]
+    _fake_dns(monkeypatch, {"xn--bcher-kva.example": ["127.0.0.1"]})
+    port = receiver.url.split(":")[2].split("/")[0]
+    hook = make_webhook(callback_url=f"http://b\u00fccher.example:{port}/hook")
+    delivery = _event(post_event, hook)
+    drain()
+    [got] = receiver.received
+    assert got.headers["host"] == f"xn--bcher-kva.example:{port}"
+    delivery.refresh_from_db()
+    assert delivery.callback_status == "delivered"
 
 
 # --- listing and ownership ------------------------------------------------------------
