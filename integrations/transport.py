@@ -77,7 +77,9 @@ def _excerpt(response: httpx.Response, deadline: float) -> str:
                 break
     except httpx.HTTPError:
         pass  # what arrived before the error is still worth showing
-    return bytes(raw[:MAX_READ_BYTES]).decode("utf-8", errors="replace")[:EXCERPT_CHARS]
+    text = bytes(raw[:MAX_READ_BYTES]).decode("utf-8", errors="replace")[:EXCERPT_CHARS]
+    # NUL is replaced like undecodable bytes: PostgreSQL cannot store it in text.
+    return text.replace("\x00", "\ufffd")
 
 
 class CallbackTransport:

@@ -98,6 +98,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=lambda: [200])
     delay: float = 0.0  # seconds to wait before answering
     trickle: float = 0.0  # seconds between the bytes of a long answer body (a slow receiver)
+    reply: bytes | None = None  # the answer's body (default: {"ok": ...})
     received: list[Received] = field(default_factory=list)
     url: str = ""
 
@@ -121,6 +122,8 @@ def receiver():
             reply = json.dumps({"ok": code < 300}).encode()
             if state.trickle:
                 reply = json.dumps({"ok": code < 300, "padding": "x" * 4096}).encode()
+            if state.reply is not None:
+                reply = state.reply
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))

@@ -178,6 +178,22 @@ def test_only_the_start_of_a_receivers_answer_is_kept(allow_loopback, receiver, 
     assert receiver.received[0].headers["accept-encoding"] == "identity"
 
 
+@pytest.mark.parametrize("code", [200, 503])
+def test_a_receivers_answer_with_nul_bytes_is_kept_without_them(
+    code, allow_loopback, receiver, make_webhook, post_event, drain
+):
+    # PostgreSQL cannot store U+0000 in text: the attempt must still be recorded.
+    receiver.statuses = [code]
+    receiver.reply = b"bad\x00answer"
+    hook = make_webhook(callback_url=receiver.url)
+    delivery = _event(post_event, hook)
+    drain()
+    attempt = delivery.attempts.first()
+    assert attempt.status_code == code and attempt.response_excerpt == "bad\ufffdanswer"
+    delivery.refresh_from_db()
+    assert delivery.callback_status == ("delivered" if code == 200 else "failed")
+
+
 def test_retries_wait_with_exponential_backoff_and_jitter(allow_loopback, receiver, make_webhook, post_event, drain, settings):
     settings.COMBO_WEBHOOK_RETRY_DELAYS = [60.0, 120.0]
     settings.COMBO_WEBHOOK_RETRY_JITTER = 0.2
