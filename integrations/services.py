@@ -435,7 +435,9 @@ def delivery_run(*, delivery_id: str) -> str:
     if not claimed:
         # Already run (a task delivered twice) or gone: nothing runs twice.
         return "skipped"
-    delivery = WebhookDelivery.objects.select_related("webhook", "webhook__owner", "session").get(id=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("webhook", "webhook__owner", "session").filter(id=delivery_id).first()
+    if delivery is None:
+        return "gone"  # its webhook was deleted just now
     webhook = delivery.webhook
     # The agent the event was accepted for (its session's), even if the webhook was re-pointed since.
     agent_id = delivery.session.agent_id if delivery.session else webhook.agent_id
@@ -463,13 +465,18 @@ def delivery_run(*, delivery_id: str) -> str:
     with transaction.atomic():
         # Over whatever is stored: the claim made this the delivery's only run, and a
         # reaper's mark (delivery_reap_interrupted) is only a guess that the outcome replaces.
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+        stored = WebhookDelivery.objects.filter(pk=delivery.pk).update(
             status=WebhookDelivery.Status.FAILED if error else WebhookDelivery.Status.SUCCEEDED,
             error_code=error.error.code if error else None,
             error_message=error.message[:500] if error else "",
             finished_at=timezone.now(),
             **outcome,
         )
+        if not stored:
+            # The webhook (and its deliveries) was deleted while the agent answered:
+            # the answer stays in the session; there is nothing to record or send.
+            logger.info("webhook delivery %s: deleted while it ran", delivery.id)
+            return "gone"
         delivery.refresh_from_db()
         if webhook.callback_url:
             delivery_callback_start(delivery=delivery)

@@ -371,3 +371,25 @@ def test_forged_calls_spend_their_senders_budget_not_the_webhooks(make_webhook, 
     assert [status for status, _, _ in signed] == [202, 202, 202, 429]
     assert signed[0][2]["X-RateLimit-Limit"] == "3" and signed[0][2]["X-RateLimit-Remaining"] == "2"
     assert signed[3][1]["data"]["family"] == "webhook"
+
+
+def test_a_webhook_deleted_while_its_agent_answers_ends_the_run_quietly(
+    make_webhook, post_event, drain, api, alice, monkeypatch, caplog
+):
+    hook = make_webhook()
+    status, _body, _ = post_event(hook.id, {"question": "hi"}, secret=hook.secret)
+    assert status == 202
+    from agents import completions
+
+    real = completions.complete_sync
+
+    def answer_while_the_owner_deletes_the_webhook(**kwargs):
+        api.delete(f"/v1/integrations/webhooks/{hook.id}", auth=alice.key_auth)
+        return real(**kwargs)
+
+    monkeypatch.setattr(completions, "complete_sync", answer_while_the_owner_deletes_the_webhook)
+    drain()
+    assert not WebhookDelivery.objects.exists()
+    [task] = DBTaskResult.objects.filter(task_path="integrations.tasks.run_webhook_event")
+    assert task.status == "SUCCESSFUL"
+    assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.levelname == "ERROR"]
