@@ -34,6 +34,7 @@ from agents.knowledge.sniff import (
     detect,
 )
 from agents.models import Agent, Chunk, KnowledgeFile
+from agents.services import agent_file_attach
 from combo.errors import ComboError, ErrorCode
 
 logger = logging.getLogger("combo.knowledge")
@@ -132,12 +133,21 @@ def _attach_existing(file: KnowledgeFile, agent: Agent | None) -> KnowledgeFile:
 
 
 def _attach(agent: Agent, file: KnowledgeFile) -> None:
-    """Link the file to the agent, locked; an agent deleted since it was read is refused (the link failed at commit)."""
+    """Attach as the agent's file_ids would (its file limit holds); a refusal names the upload's agent_id.
+
+    The agent's row is locked first: one deleted since it was read is refused
+    (the link failed at commit).
+    """
     if not list(Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk", flat=True)):
         raise ComboError(
             ErrorCode.VALIDATION_FAILED, "Invalid fields: agent_id.", errors={"agent_id": ["You have no agent with this id."]}
         )
-    agent.files.add(file)
+    try:
+        agent_file_attach(agent=agent, file=file)
+    except ComboError as exc:
+        raise ComboError(
+            exc.error, exc.message, errors={"agent_id": [exc.message]} if exc.errors else None
+        ) from None
 
 
 def enqueue_ingestion(file_id: uuid.UUID) -> None:

@@ -16,7 +16,7 @@ from django.test import override_settings
 from django.test.client import BOUNDARY
 
 from agents.knowledge.search import search
-from agents.models import Agent, Chunk, KnowledgeFile
+from agents.models import MAX_FILES_PER_AGENT, Agent, Chunk, KnowledgeFile
 
 TEXT = b"Refunds are issued within 14 days of the return arriving at our warehouse.\n"
 
@@ -416,6 +416,28 @@ def test_upload_with_agent_id_attaches_at_once(api, alice, upload):
     assert api.get(f"/v1/combo/agents/{agent['id']}", auth=alice.key_auth)[1]["data"]["file_ids"] == [
         body["data"]["id"]
     ]
+
+
+def test_upload_with_agent_id_keeps_the_agent_within_its_file_limit(api, alice, upload):
+    agent = make_agent(api, alice)
+    full = Agent.objects.get(id=agent["id"])
+    files = KnowledgeFile.objects.bulk_create(
+        KnowledgeFile(owner=alice.user, name=f"{n}.txt", size=1, sha256=f"{n:064x}", kind="text")
+        for n in range(MAX_FILES_PER_AGENT)
+    )
+    full.files.add(*files)
+    originals = stored_originals()
+
+    status, body, _ = upload(alice, "new.txt", TEXT, agent_id=agent["id"])
+    assert (status, body["code"]) == (400, 10001) and "file_ids" in body["data"]["errors"]
+    assert not KnowledgeFile.objects.filter(name="new.txt").exists() and stored_originals() == originals
+
+    status, body, _ = upload(alice, "new.txt", TEXT)  # without agent_id: stored, not attached
+    assert status == 201
+    status, body, _ = upload(alice, "again.txt", TEXT, agent_id=agent["id"])  # the same bytes
+    assert (status, body["code"]) == (400, 10001)
+    assert full.files.count() == MAX_FILES_PER_AGENT
+    assert KnowledgeFile.objects.get(name="new.txt").agents.count() == 0
 
 
 def test_bad_file_ids_are_validation_errors(api, alice):
