@@ -15,6 +15,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -50,6 +51,10 @@ REASON_MISSING_ORIGINAL = "The stored copy of this file is missing; delete the f
 REASON_INTERNAL = (
     "This file could not be processed because of an unexpected error on the server. "
     "Try again later (delete and upload it again), or ask an operator to re-ingest it."
+)
+REASON_INTERRUPTED = (
+    "Processing this file was interrupted: the server stopped while it was being read. "
+    "Delete the file and upload it again, or ask an operator to re-ingest it."
 )
 _BULK_BATCH = 500
 
@@ -189,6 +194,43 @@ def _original_deleted(sender, instance: KnowledgeFile, **kwargs) -> None:
 
 def connect_signals() -> None:
     post_delete.connect(_original_deleted, sender=KnowledgeFile, dispatch_uid="combo.knowledge.original_deleted")
+
+
+def knowledge_file_reap_interrupted(*, older_than_seconds: int | None = None, dry_run: bool = False) -> int:
+    """Mark files left `processing` by a task worker that died as failed; how many were (or would be) marked.
+
+    A worker killed mid-file (SIGKILL, out of memory, `serve` after the grace
+    period) records nothing, and the task queue does not run the file again, so
+    its status would stay `processing` for good. Like the other reapers this
+    can only guess from age (COMBO_REAPER_TIMEOUT_SECONDS since the worker took
+    the file up); an ingestion still running that finishes later stores its
+    outcome over the mark. The file is not ingested again by itself: one that
+    killed its worker could kill the next.
+    """
+    timeout = older_than_seconds if older_than_seconds is not None else settings.COMBO_REAPER_TIMEOUT_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    stale = KnowledgeFile.objects.filter(status=KnowledgeFile.Status.PROCESSING, updated_at__lt=cutoff)
+    if dry_run:
+        return stale.count()
+    marked = 0
+    for file_id in list(stale.values_list("id", flat=True)):
+        with transaction.atomic():
+            now = timezone.now()
+            # Still stuck: a file that finished (or was taken up again) meanwhile is left alone.
+            if not stale.filter(id=file_id).update(
+                status=KnowledgeFile.Status.FAILED,
+                failure_reason=REASON_INTERRUPTED,
+                chunk_count=0,
+                characters=0,
+                pages=None,
+                processed_at=now,
+                updated_at=now,
+            ):
+                continue
+            Chunk.objects.filter(file_id=file_id).delete()  # a cut-off re-ingest keeps no old chunks
+        marked += 1
+        logger.warning("knowledge file %s: its processing was left unfinished; marked failed", file_id)
+    return marked
 
 
 def knowledge_file_ingest(*, file_id: uuid.UUID | str) -> str:

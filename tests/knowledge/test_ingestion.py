@@ -114,3 +114,39 @@ def test_a_failed_reingest_also_empties_the_index(alice, monkeypatch):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM agents_chunk_fts WHERE agents_chunk_fts MATCH 'harbour'")
         assert cursor.fetchone()[0] == 0
+
+
+def _left_processing(file: KnowledgeFile, seconds_ago: float) -> None:
+    """As a task worker killed mid-file leaves it: claimed, never finished."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    KnowledgeFile.objects.filter(id=file.id).update(
+        status=KnowledgeFile.Status.PROCESSING, updated_at=timezone.now() - timedelta(seconds=seconds_ago)
+    )
+
+
+def test_a_file_left_processing_by_a_killed_worker_is_marked_failed_by_the_reaper(alice, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from combo.management.commands import serve
+
+    settings.COMBO_REAPER_TIMEOUT_SECONDS = 60
+    stuck, recent = uploaded(alice.user), uploaded(alice.user, "other.txt", b"Another file entirely.")
+    assert ingest_file.call(str(stuck.id)) == "ready"  # a re-ingest that was cut off keeps no old chunks
+    _left_processing(stuck, 120)
+    _left_processing(recent, 10)  # may still be running
+
+    assert services.knowledge_file_reap_interrupted(dry_run=True) == 1
+    out = StringIO()
+    call_command("reap_interrupted", stdout=out)
+    assert "Marked 1 knowledge file(s) left processing failed." in out.getvalue()
+    stuck.refresh_from_db()
+    assert (stuck.status, stuck.chunk_count) == ("failed", 0)
+    assert "interrupted" in stuck.failure_reason and "upload it again" in stuck.failure_reason
+    assert not Chunk.objects.filter(file=stuck).exists()
+    assert KnowledgeFile.objects.get(id=recent.id).status == "processing"
+    assert services.knowledge_file_reap_interrupted in [step for step, _ in serve.REAPERS]

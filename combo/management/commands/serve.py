@@ -24,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from accounts.models import User
+from agents.knowledge.services import knowledge_file_reap_interrupted
 from agents.reaper import reap_interrupted
 from combo.server import LISTEN_BACKLOG, daphne_command
 from combo.taskqueue import prune_finished_tasks, reap_stopped_tasks
@@ -40,6 +41,7 @@ REAPERS = [
         "Took up {} webhook callback(s) left pending by a stopped task worker "
         "(sent again, or failed when out of retries).",
     ),
+    (knowledge_file_reap_interrupted, "Marked {} knowledge file(s) left processing by a stopped task worker as failed."),
     (reap_stopped_tasks, "Marked {} task(s) left running by a stopped task worker as failed."),
     (prune_finished_tasks, "Deleted {} task result(s) older than COMBO_TASK_RESULTS_KEEP_DAYS."),
 ]
