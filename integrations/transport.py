@@ -14,6 +14,9 @@ original host.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -82,6 +85,48 @@ def _excerpt(response: httpx.Response, deadline: float) -> str:
     return text.replace("\x00", "\ufffd")
 
 
+class _Cutoff:
+    """Ends an attempt's connection once its time is up.
+
+    httpx's timeouts bound each read, not the answer as a whole, so a receiver
+    that trickles its status line and headers a byte at a time would hold the
+    worker for hours. A timer shuts the socket down (which wakes a blocked
+    read); the socket is learned from httpcore's `trace` extension.
+    """
+
+    def __init__(self, seconds: float):
+        self.fired = False
+        self._stream = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def trace(self, event: str, info: dict) -> None:
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            with self._lock:
+                self._stream = info.get("return_value")  # TCP, then the TLS stream over it
+                if self.fired:
+                    self._shutdown()
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.fired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        sock = self._stream.get_extra_info("socket") if self._stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Cutoff:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+
+
 class CallbackTransport:
     """POST a body to a callback URL over a vetted address."""
 
@@ -112,34 +157,34 @@ class CallbackTransport:
         with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
             for address in target.addresses:
                 started = time.monotonic()
-                request = client.build_request(
-                    "POST", httpx.URL(url).copy_with(host=str(address)), content=body, headers=send_headers,
-                    extensions=extensions,
-                )
-                try:
-                    response = client.send(request, stream=True)
-                except httpx.ConnectError as exc:
-                    # The next address of the same host may answer.
-                    last = DeliveryFailed(
-                        f"Could not connect: {exc}", permanent=False,
-                        latency_ms=int((time.monotonic() - started) * 1000), address=str(address),
+                with _Cutoff(self.timeout) as cutoff:
+                    request = client.build_request(
+                        "POST", httpx.URL(url).copy_with(host=str(address)), content=body, headers=send_headers,
+                        extensions={**extensions, "trace": cutoff.trace},
                     )
-                    continue
-                except httpx.TimeoutException:
-                    raise DeliveryFailed(
-                        f"No answer within {self.timeout:g} seconds.", permanent=False,
-                        latency_ms=int((time.monotonic() - started) * 1000), address=str(address),
-                    ) from None
-                except httpx.HTTPError as exc:
-                    raise DeliveryFailed(
-                        f"The connection failed: {type(exc).__name__}: {exc}", permanent=False,
-                        latency_ms=int((time.monotonic() - started) * 1000), address=str(address),
-                    ) from None
-                try:
-                    latency_ms = int((time.monotonic() - started) * 1000)  # to the response headers
-                    return self._outcome(response, latency_ms, str(address), deadline=started + self.timeout)
-                finally:
-                    response.close()
+                    try:
+                        response = client.send(request, stream=True)
+                    except httpx.ConnectError as exc:
+                        # The next address of the same host may answer.
+                        last = DeliveryFailed(
+                            f"Could not connect: {exc}", permanent=False,
+                            latency_ms=int((time.monotonic() - started) * 1000), address=str(address),
+                        )
+                        continue
+                    except httpx.HTTPError as exc:
+                        if cutoff.fired or isinstance(exc, httpx.TimeoutException):
+                            message = f"No answer within {self.timeout:g} seconds."
+                        else:
+                            message = f"The connection failed: {type(exc).__name__}: {exc}"
+                        raise DeliveryFailed(
+                            message, permanent=False,
+                            latency_ms=int((time.monotonic() - started) * 1000), address=str(address),
+                        ) from None
+                    try:
+                        latency_ms = int((time.monotonic() - started) * 1000)  # to the response headers
+                        return self._outcome(response, latency_ms, str(address), deadline=started + self.timeout)
+                    finally:
+                        response.close()
         assert last is not None
         raise last
 

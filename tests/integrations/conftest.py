@@ -99,6 +99,7 @@ class Receiver:
     delay: float = 0.0  # seconds to wait before answering
     trickle: float = 0.0  # seconds between the bytes of a long answer body (a slow receiver)
     reply: bytes | None = None  # the answer's body (default: {"ok": ...})
+    slow_head: float = 0.0  # seconds between the bytes of the status line and headers (a slower receiver)
     received: list[Received] = field(default_factory=list)
     url: str = ""
 
@@ -119,6 +120,16 @@ def receiver():
             code = state.next_status()
             if state.delay:
                 time.sleep(state.delay)
+            if state.slow_head:
+                head = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 400 + b"\r\nContent-Length: 0\r\n\r\n"
+                for byte in head:
+                    try:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                    except OSError:  # the client hung up
+                        return
+                    time.sleep(state.slow_head)
+                return
             reply = json.dumps({"ok": code < 300}).encode()
             if state.trickle:
                 reply = json.dumps({"ok": code < 300, "padding": "x" * 4096}).encode()

@@ -169,6 +169,24 @@ def test_a_receiver_that_trickles_its_answer_holds_the_worker_no_longer_than_the
     assert attempt.response_excerpt.startswith('{"ok"')
 
 
+def test_a_receiver_that_trickles_its_headers_is_cut_off_at_the_timeout(
+    allow_loopback, receiver, make_webhook, post_event, drain, settings
+):
+    # The status line and headers one byte every 0.05 s: no read waits long, the whole would take 20 s.
+    settings.COMBO_WEBHOOK_DELIVERY_TIMEOUT = 0.5
+    settings.COMBO_WEBHOOK_RETRY_DELAYS = [0.0]
+    receiver.slow_head = 0.05
+    hook = make_webhook(callback_url=receiver.url)
+    delivery = _event(post_event, hook)
+    started = time.monotonic()
+    drain()
+    assert time.monotonic() - started < 5
+    attempts = list(delivery.attempts.all())
+    assert [(a.outcome, a.status_code, a.error) for a in attempts] == [
+        ("retry", None, "No answer within 0.5 seconds."), ("failed", None, "No answer within 0.5 seconds."),
+    ]
+
+
 def test_only_the_start_of_a_receivers_answer_is_kept(allow_loopback, receiver, make_webhook, post_event, drain):
     hook = make_webhook(callback_url=receiver.url)
     delivery = _event(post_event, hook)
