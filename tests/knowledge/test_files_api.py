@@ -429,7 +429,8 @@ def test_upload_with_agent_id_keeps_the_agent_within_its_file_limit(api, alice, 
     originals = stored_originals()
 
     status, body, _ = upload(alice, "new.txt", TEXT, agent_id=agent["id"])
-    assert (status, body["code"]) == (400, 10001) and "file_ids" in body["data"]["errors"]
+    assert (status, body["code"]) == (400, 10001) and "at most 1000 files" in body["message"]
+    assert body["data"]["errors"] == {"agent_id": [body["message"]]}
     assert not KnowledgeFile.objects.filter(name="new.txt").exists() and stored_originals() == originals
 
     status, body, _ = upload(alice, "new.txt", TEXT)  # without agent_id: stored, not attached
