@@ -19,6 +19,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -62,10 +64,17 @@ class DeliveryFailed(Exception):
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the receiver asks to wait: `Retry-After` as delay-seconds or as an HTTP date (RFC 9110)."""
     raw = response.headers.get("Retry-After", "").strip()
     if raw.isdigit():
         return float(raw)
-    return None
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _excerpt(response: httpx.Response, deadline: float) -> str:

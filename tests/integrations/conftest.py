@@ -100,6 +100,7 @@ class Receiver:
     trickle: float = 0.0  # seconds between the bytes of a long answer body (a slow receiver)
     reply: bytes | None = None  # the answer's body (default: {"ok": ...})
     slow_head: float = 0.0  # seconds between the bytes of the status line and headers (a slower receiver)
+    headers: dict = field(default_factory=dict)  # extra headers on every answer
     received: list[Received] = field(default_factory=list)
     url: str = ""
 
@@ -138,6 +139,8 @@ def receiver():
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
+            for name, value in state.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             if not state.trickle:
                 self.wfile.write(reply)

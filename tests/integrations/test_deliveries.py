@@ -5,6 +5,7 @@ import signal
 import socket
 import time
 from datetime import timedelta
+from email.utils import format_datetime
 
 import pytest
 import time_machine
@@ -239,6 +240,25 @@ def test_retries_wait_with_exponential_backoff_and_jitter(allow_loopback, receiv
         drain()
     delivery.refresh_from_db()
     assert delivery.callback_status == "delivered" and len(receiver.received) == 3
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_a_retry_waits_at_least_the_receivers_retry_after(
+    form, allow_loopback, receiver, make_webhook, post_event, drain, settings
+):
+    settings.COMBO_WEBHOOK_RETRY_DELAYS = [60.0]
+    settings.COMBO_WEBHOOK_RETRY_JITTER = 0.0
+    receiver.statuses = [429]
+    start = timezone.now().replace(microsecond=0)
+    later = start + timedelta(seconds=600)
+    receiver.headers = {"Retry-After": "600" if form == "seconds" else format_datetime(later, usegmt=True)}
+    hook = make_webhook(callback_url=receiver.url)
+    with time_machine.travel(start, tick=False):
+        delivery = _event(post_event, hook)
+        drain()
+    first = delivery.attempts.get(number=1)
+    assert first.outcome == "retry" and first.status_code == 429
+    assert 599 <= (first.next_retry_at - first.attempted_at).total_seconds() <= 601
 
 
 def test_a_failed_run_is_delivered_as_completion_failed(allow_loopback, receiver, make_webhook, post_event, drain, alice_agent):
