@@ -453,6 +453,8 @@ async def completions_asgi(scope, receive, send):
         )
     out_headers = [(b"x-request-id", request_id.encode()), *_security_headers()]
     out_headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in reply.headers.items()]
+    if "Cache-Control" not in reply.headers:
+        out_headers.append((b"cache-control", b"no-store"))  # as every other /v1 answer (combo.api.middleware)
     await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
     if reply.stream is None:
         await send({"type": "http.response.body", "body": reply.body})

@@ -93,6 +93,13 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
     def process_response(self, request, response):
         if not is_api_path(request.path) or request.path.startswith(self._EXEMPT):
             return response
+        response = self._enveloped(request, response)
+        # Answers are one user's data, and some carry a secret shown once (a new
+        # API key or webhook secret, JWTs: RFC 6749 5.1): no cache may keep them.
+        response.setdefault("Cache-Control", "no-store")
+        return response
+
+    def _enveloped(self, request, response):
         if response.status_code == 204:
             # No content, so neither a type nor a length (RFC 9110 forbids the
             # length on a 204; DRF's renderer names a type anyway).

@@ -82,6 +82,7 @@ def test_both_modes_give_the_same_text_from_the_builtin_provider(live):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache" and response.headers["x-accel-buffering"] == "no"
+    assert plain.headers["cache-control"] == "no-store"  # as every other /v1 answer
     messages = [data for kind, data in events if kind == "message"]
     assert len(messages) > 1, "the answer should arrive in pieces"
     assert all(m["type"] == "message" for m in messages)

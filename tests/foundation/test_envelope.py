@@ -32,6 +32,20 @@ def test_a_created_object_is_wrapped_too(api, alice):
     assert data["name"] == "ci"
 
 
+def test_no_cache_may_keep_an_answer_least_of_all_a_secret_shown_once(api, alice):
+    """One user's data, and new API keys, webhook secrets and JWTs (RFC 6749 5.1): `Cache-Control: no-store`."""
+    status, body, response = api.post("/v1/api-keys", {"name": "ci"}, auth=alice.jwt_auth)
+    assert status == 201 and body["data"]["key"].startswith("ragflow-")
+    answers = [response]
+    answers.append(api.post("/v1/auth/token", {"username": "alice", "password": "correct horse battery"})[2])
+    answers.append(api.get("/v1/combo/agents", auth=alice.key_auth)[2])
+    answers.append(api.get("/v1/nothing-here")[2])  # an error, answered outside DRF
+    for answer in answers:
+        assert answer["Cache-Control"] == "no-store", answer.wsgi_request.path
+    # The OpenAPI document is public and the same for everyone: left to its own caching.
+    assert "no-store" not in api.get("/v1/openapi.json")[2].get("Cache-Control", "")
+
+
 # --- unknown paths and wrong methods -------------------------------------------
 
 
