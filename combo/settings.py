@@ -79,6 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A bare 405 on a console page becomes a page in the console's layout.
+    "combo.errorpages.ConsoleErrorPageMiddleware",
 ]
 
 ROOT_URLCONF = "combo.urls"

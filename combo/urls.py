@@ -20,3 +20,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("combo.console_urls")),
 ]
+
+# Console pages' 404 and 500 in the console's layout; /v1 and /admin get Django's own.
+handler404 = "combo.errorpages.page_not_found"
+handler500 = "combo.errorpages.server_error"

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from combo.api.deprecation import deprecated
+from combo.urls import handler404, handler500  # noqa: F401 - the root URLconf's error views, as in production
 
 
 class DeprecatedPingView(APIView):
@@ -23,8 +24,13 @@ class CrashView(APIView):
         raise RuntimeError("secret-db-password=hunter2 leaked in a traceback")
 
 
+def crash_page(request):
+    raise RuntimeError("secret-db-password=hunter2 leaked in a traceback")
+
+
 urlpatterns = [
     path("v1/test/deprecated-ping", DeprecatedPingView.as_view()),
     path("v1/test/crash", CrashView.as_view()),
+    path("console/test/crash/", crash_page),
     path("", include("combo.urls")),
 ]
