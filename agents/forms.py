@@ -6,6 +6,10 @@ from django import forms
 
 from agents import llm_config
 from agents.models import MAX_TOKENS_MAX, MAX_TOKENS_MIN, TEMPERATURE_MAX, TEMPERATURE_MIN, Agent, KnowledgeFile
+from combo.forms import MultilineField
+
+# Textareas: stored with LF line endings, however the browser sends them.
+_MULTILINE = ("description", "instructions", "opening_message")
 
 
 class AgentForm(forms.ModelForm):
@@ -35,6 +39,7 @@ class AgentForm(forms.ModelForm):
             "llm_provider", "llm_model", "temperature", "max_tokens",
         ]
         labels = {"opening_message": "Opening message"}
+        field_classes = dict.fromkeys(_MULTILINE, MultilineField)
         help_texts = {
             "name": "Shown in this console and returned by the API.",
             "description": "A note for you and your team; the model does not see it.",
@@ -61,8 +66,16 @@ class AgentForm(forms.ModelForm):
         self.fields["llm_model"].widget.attrs["placeholder"] = llm_config.default_model(default)
 
     def agent_fields(self) -> dict:
-        """The cleaned values, ready for agents.services.agent_create/agent_update."""
-        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+        """The cleaned values, ready for agents.services.agent_create/agent_update.
+
+        A text whose line endings alone differ from the stored one (CRLF from
+        the API, say) is kept as stored: a form saved unchanged changes no text.
+        """
+        fields = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        for name in _MULTILINE:
+            if name not in self.changed_data and name in self.initial:
+                fields[name] = self.initial[name]
+        return fields
 
 
 class FileChoiceField(forms.ModelChoiceField):

@@ -11,6 +11,7 @@ from django import forms
 
 from agents.models import Agent
 from combo.errors import ComboError
+from combo.forms import MultilineField
 from integrations import ssrf, template
 from integrations.models import Webhook
 
@@ -42,7 +43,8 @@ class WebhookForm(forms.Form):
         queryset=Agent.objects.none(), empty_label=None,
         help_text="The agent that answers each event.",
     )
-    question_template = forms.CharField(
+    # Stored with LF line endings; only its line endings differing from the stored one is no change.
+    question_template = MultilineField(
         label="Question template", required=False, strip=False, max_length=template.MAX_TEMPLATE_CHARS,
         help_text=TEMPLATE_HELP,
         widget=forms.Textarea(attrs={

@@ -50,6 +50,33 @@ def test_creating_an_agent_stores_it_for_alice_and_opens_its_playground(alice_cl
     )
 
 
+def test_multiline_texts_are_stored_with_lf_line_endings(alice_client):
+    # Browsers send a textarea's lines with CRLF (and old Macs a bare CR).
+    response = alice_client.post("/console/agents/new/", {
+        "name": "Reviewer", "description": "Reviews\r\nPRs", "instructions": "Review code.\r\n\r\n- Be brief.\r- Be kind.",
+        "opening_message": "Hello.\r\nSend me a diff.", "llm_provider": "",
+    })
+    assert response.status_code == 302
+    agent = Agent.objects.get(name="Reviewer")
+    assert (agent.description, agent.instructions, agent.opening_message) == (
+        "Reviews\nPRs", "Review code.\n\n- Be brief.\n- Be kind.", "Hello.\nSend me a diff.",
+    )
+
+
+def test_saving_an_unchanged_agent_form_changes_no_text(alice_client, alice):
+    # Stored through the API, which keeps CRLF as JSON gives it: an unchanged form leaves it so.
+    agent = services.agent_create(owner=alice.user, name="Notes", instructions="One\r\nTwo", opening_message="Hi\nthere")
+    form = {"name": "Notes", "description": "", "instructions": "One\r\nTwo", "opening_message": "Hi\r\nthere",
+            "llm_provider": ""}
+    assert alice_client.post(f"/console/agents/{agent.id}/", form).status_code == 302
+    agent.refresh_from_db()
+    assert (agent.instructions, agent.opening_message) == ("One\r\nTwo", "Hi\nthere")
+    # A changed text is stored with LF.
+    assert alice_client.post(f"/console/agents/{agent.id}/", {**form, "instructions": "One\r\nTwo\r\nThree"}).status_code == 302
+    agent.refresh_from_db()
+    assert (agent.instructions, agent.opening_message) == ("One\nTwo\nThree", "Hi\nthere")
+
+
 def test_form_errors_appear_next_to_their_fields(alice_client):
     response = alice_client.post("/console/agents/new/", {
         "name": "", "temperature": "5", "max_tokens": "0", "llm_provider": "nonsense",

@@ -413,6 +413,38 @@ def test_an_unchanged_callback_url_is_not_vetted_again_on_save(alice_client, ali
     assert response.status_code == 400 and "a loopback address" in field_errors(body(response), "callback_url")
 
 
+MULTILINE = "Review this PR:\n{{ pull_request.title }}\n\n{{ pull_request.body }}\n"
+
+
+def test_a_multiline_template_is_stored_with_lf_line_endings(alice_client, alice_agent):
+    # Browsers send a textarea's lines with CRLF.
+    response = alice_client.post(WEBHOOKS + "new/", create_form(
+        alice_agent, form_token=fresh_token(alice_client), question_template=MULTILINE.replace("\n", "\r\n"),
+    ))
+    assert response.status_code == 201
+    assert Webhook.objects.get().question_template == MULTILINE
+
+
+def test_saving_an_unchanged_multiline_template_changes_nothing(alice_client, alice, alice_agent):
+    made = services.webhook_create(owner=alice.user, agent=alice_agent, name="Notes", question_template=MULTILINE)
+    path = f"{WEBHOOKS}{made.webhook.id}/settings/"
+    form = {"name": "Notes", "agent": str(alice_agent.id), "question_template": MULTILINE.replace("\n", "\r\n"),
+            "callback_url": "", "enabled": "on"}
+    response = alice_client.post(path, form, follow=True)
+    assert "Nothing to save: no field changed." in body(response)
+    assert Webhook.objects.get(id=made.webhook.id).question_template == MULTILINE
+    # The same for a template stored with CRLF through the API (which keeps what JSON gives):
+    # the console cannot tell the two apart, so it leaves it as it is.
+    crlf = MULTILINE.replace("\n", "\r\n")
+    services.webhook_update(webhook=made.webhook, question_template=crlf)
+    response = alice_client.post(path, form, follow=True)
+    assert "Nothing to save: no field changed." in body(response)
+    assert Webhook.objects.get(id=made.webhook.id).question_template == crlf
+    # An edit to it is stored with LF.
+    response = alice_client.post(path, {**form, "question_template": "One\r\nTwo"})
+    assert response.status_code == 302 and Webhook.objects.get(id=made.webhook.id).question_template == "One\nTwo"
+
+
 def test_an_edit_refuses_another_users_agent(alice_client, hook, bob_agent):
     path = f"{WEBHOOKS}{hook.webhook.id}/settings/"
     response = alice_client.post(path, {"name": "x", "agent": str(bob_agent.id), "enabled": "on"})
