@@ -7,9 +7,14 @@ The playground page is rendered here; its JavaScript
 short-lived JWT from /console/token. Uploads work the same way
 (static/console/files.js posts to /v1/combo/files); attaching, detaching and
 deleting files are form POSTs to these views, through the service layer.
+The create form carries a one-time form token kept in the session (as the
+API-key and webhook create forms do), so a double click, a retried POST or a
+reload makes one agent, not two.
 """
 
 from __future__ import annotations
+
+import secrets
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,16 +23,41 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents import llm_config, services
 from agents.forms import AgentForm, AttachFileForm
 from agents.knowledge import services as knowledge_services
 from agents.models import Agent, KnowledgeFile
+from combo import formtokens
 from combo.errors import ComboError, ErrorCode
 
 # Stands for a file's id in URLs the page JavaScript fills in for new uploads.
 _ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+
+# --- One-time form tokens (create) -------------------------------------------------
+
+_FORM_TOKENS = "agent_form_tokens"
+_FORM_TOKENS_KEPT = 20
+
+
+def _new_form_token(request) -> str:
+    token = secrets.token_urlsafe(16)
+    request.session[_FORM_TOKENS] = (request.session.get(_FORM_TOKENS, []) + [token])[-_FORM_TOKENS_KEPT:]
+    return token
+
+
+def _form_token_valid(request, token: str) -> bool:
+    return bool(token) and token in request.session.get(_FORM_TOKENS, [])
+
+
+def _spend_form_token(request, token: str) -> None:
+    tokens = request.session.get(_FORM_TOKENS, [])
+    if token in tokens:
+        tokens.remove(token)
+        request.session[_FORM_TOKENS] = tokens
 
 
 def _owned_agent(request, agent_id) -> Agent:
@@ -72,14 +102,32 @@ def agent_list(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@never_cache
 def agent_create(request):
-    form = AgentForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        agent = services.agent_create(owner=request.user, **form.agent_fields())
+    if request.method == "GET":
+        context = {"form": AgentForm(), "agent": None, "form_token": _new_form_token(request)}
+        return render(request, "agents/agent_form.html", context)
+
+    form_token = request.POST.get("form_token", "")
+    if not _form_token_valid(request, form_token):
+        messages.info(request, "That form was already sent, and its agent is in the list below.")
+        return redirect("console:agents")
+    form = AgentForm(request.POST)
+    if form.is_valid():
+        if not formtokens.claim(_FORM_TOKENS, form_token):
+            # Another copy of this form, sent at the same moment, is creating the agent.
+            messages.info(request, "That form was already sent, and its agent is in the list below.")
+            return redirect("console:agents")
+        try:
+            agent = services.agent_create(owner=request.user, **form.agent_fields())
+        except Exception:
+            formtokens.release(_FORM_TOKENS, form_token)  # nothing was made: the form may be sent again
+            raise
+        _spend_form_token(request, form_token)
         messages.success(request, f"Created “{agent.name}”. Ask it something in the playground.")
         return redirect("console:agent-playground", agent_id=agent.id)
-    status = 400 if form.is_bound else 200
-    return render(request, "agents/agent_form.html", {"form": form, "agent": None}, status=status)
+    context = {"form": form, "agent": None, "form_token": form_token}
+    return render(request, "agents/agent_form.html", context, status=400)
 
 
 @login_required

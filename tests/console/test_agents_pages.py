@@ -24,6 +24,12 @@ def body(response) -> str:
     return response.content.decode()
 
 
+def create_token(client) -> str:
+    """The one-time token of a fresh "New agent" form."""
+    page = body(client.get("/console/agents/new/"))
+    return re.search(r'name="form_token" value="([^"]+)"', page).group(1)
+
+
 def test_the_list_shows_alices_agents_and_not_bobs(alice_client, alice_agent, bob_agent):
     page = body(alice_client.get("/console/agents/"))
     assert "Alice&#x27;s helper" in page and str(alice_agent.id) in page
@@ -38,7 +44,7 @@ def test_an_empty_list_invites_to_create_the_first_agent(alice_client):
 
 def test_creating_an_agent_stores_it_for_alice_and_opens_its_playground(alice_client, alice):
     response = alice_client.post("/console/agents/new/", {
-        "name": "Reviewer", "description": "reviews PRs", "instructions": "Review code.",
+        "form_token": create_token(alice_client), "name": "Reviewer", "description": "reviews PRs", "instructions": "Review code.",
         "opening_message": "Send me a diff.", "llm_provider": "builtin", "llm_model": "",
         "temperature": "0.2", "max_tokens": "500",
     })
@@ -50,10 +56,62 @@ def test_creating_an_agent_stores_it_for_alice_and_opens_its_playground(alice_cl
     )
 
 
+def test_sending_the_create_form_again_makes_no_second_agent(alice_client):
+    form = {"form_token": create_token(alice_client), "name": "Once", "llm_provider": ""}
+    assert alice_client.post("/console/agents/new/", form).status_code == 302
+    again = alice_client.post("/console/agents/new/", form, follow=True)
+    assert again.redirect_chain[-1][0] == "/console/agents/"
+    assert "already sent" in body(again)
+    assert Agent.objects.filter(name="Once").count() == 1
+    # A form without a token (or a made-up one) creates nothing either.
+    assert alice_client.post("/console/agents/new/", {**form, "form_token": "made-up"}).status_code == 302
+    assert alice_client.post("/console/agents/new/", {"name": "Once", "llm_provider": ""}).status_code == 302
+    assert Agent.objects.filter(name="Once").count() == 1
+
+
+def test_two_copies_of_the_create_form_sent_at_once_make_one_agent(alice_client):
+    # A double click or a retried request: the second copy read the session before the first one
+    # had spent the form's token in it. The token is still spent only once.
+    token = create_token(alice_client)
+    before = alice_client.session["agent_form_tokens"]
+    first = alice_client.post("/console/agents/new/", {"form_token": token, "name": "Once", "llm_provider": ""})
+    session = alice_client.session
+    session["agent_form_tokens"] = before
+    session.save()
+    again = alice_client.post("/console/agents/new/", {"form_token": token, "name": "Once", "llm_provider": ""})
+    assert first.status_code == 302 and first["Location"].endswith("/playground/")
+    assert again.status_code == 302 and again["Location"] == "/console/agents/"
+    assert Agent.objects.filter(name="Once").count() == 1
+
+
+def test_a_refused_create_form_keeps_its_token_for_the_corrected_one(alice_client):
+    token = create_token(alice_client)
+    refused = alice_client.post("/console/agents/new/", {"form_token": token, "name": "", "llm_provider": ""})
+    assert refused.status_code == 400 and f'name="form_token" value="{token}"' in body(refused)
+    assert alice_client.post("/console/agents/new/", {"form_token": token, "name": "Fixed", "llm_provider": ""}).status_code == 302
+    assert Agent.objects.filter(name="Fixed").count() == 1
+
+
+def test_a_create_that_failed_on_the_server_may_be_sent_again(alice_client, monkeypatch):
+    token = create_token(alice_client)
+    real_create = services.agent_create
+
+    def broken(**fields):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "agent_create", broken)
+    with pytest.raises(RuntimeError):
+        alice_client.post("/console/agents/new/", {"form_token": token, "name": "Retried", "llm_provider": ""})
+    monkeypatch.setattr(services, "agent_create", real_create)
+    response = alice_client.post("/console/agents/new/", {"form_token": token, "name": "Retried", "llm_provider": ""})
+    assert response.status_code == 302 and response["Location"].endswith("/playground/")
+    assert Agent.objects.filter(name="Retried").count() == 1
+
+
 def test_multiline_texts_are_stored_with_lf_line_endings(alice_client):
     # Browsers send a textarea's lines with CRLF (and old Macs a bare CR).
     response = alice_client.post("/console/agents/new/", {
-        "name": "Reviewer", "description": "Reviews\r\nPRs", "instructions": "Review code.\r\n\r\n- Be brief.\r- Be kind.",
+        "form_token": create_token(alice_client), "name": "Reviewer", "description": "Reviews\r\nPRs", "instructions": "Review code.\r\n\r\n- Be brief.\r- Be kind.",
         "opening_message": "Hello.\r\nSend me a diff.", "llm_provider": "",
     })
     assert response.status_code == 302
@@ -79,7 +137,7 @@ def test_saving_an_unchanged_agent_form_changes_no_text(alice_client, alice):
 
 def test_form_errors_appear_next_to_their_fields(alice_client):
     response = alice_client.post("/console/agents/new/", {
-        "name": "", "temperature": "5", "max_tokens": "0", "llm_provider": "nonsense",
+        "form_token": create_token(alice_client), "name": "", "temperature": "5", "max_tokens": "0", "llm_provider": "nonsense",
     })
     page = body(response)
     assert response.status_code == 400
