@@ -53,6 +53,29 @@
     }).join(", ");
   }
 
+  // A score to three significant digits: bm25 over one small file gives a few
+  // millionths (0.0000021), which two decimals would show as 0.00.
+  function formatScore(score) {
+    return String(Number(score.toPrecision(3)));
+  }
+
+  // Scores compare only within one answer (API.md): a bar relative to its best passage.
+  function relevanceBar(score, best) {
+    if (!(best > 0)) { return null; }
+    const share = Math.min(1, Math.max(0, score / best));
+    const percent = Math.round(share * 100);
+    const label = share === 1
+      ? "Relevance: the best passage in this answer"
+      : "Relevance: " + percent + "% of the best passage in this answer";
+    const bar = el("meter", "ref-score", percent + "%");
+    bar.min = 0;
+    bar.max = 1;
+    bar.value = share;
+    bar.setAttribute("aria-label", label);
+    bar.title = label;
+    return bar;
+  }
+
   function renderReferences(item, references) {
     let box = item.querySelector(".msg-refs");
     if (box) { box.remove(); }
@@ -60,15 +83,22 @@
     box = el("div", "msg-refs");
     box.appendChild(el("p", "msg-refs-title", "Sources"));
     const list = el("ol");
+    const scores = references.map(function (ref) { return ref.score; }).filter(function (score) {
+      return typeof score === "number" && isFinite(score);
+    });
+    const best = scores.length ? Math.max.apply(null, scores) : 0;
     references.forEach(function (ref) {
       const entry = el("li");
       const details = el("details");
       const summary = el("summary");
       summary.appendChild(el("span", "ref-file", ref.file_name || "passage"));
+      const scored = typeof ref.score === "number" && isFinite(ref.score);
       const meta = [describePosition(ref.position)];
-      if (typeof ref.score === "number") { meta.push("score " + ref.score.toFixed(2)); }
+      if (scored) { meta.push("score " + formatScore(ref.score)); }
       const metaText = meta.filter(Boolean).join(" · ");
       if (metaText) { summary.appendChild(el("span", "ref-meta", " · " + metaText)); }
+      const bar = scored ? relevanceBar(ref.score, best) : null;
+      if (bar) { summary.appendChild(bar); }
       details.appendChild(summary);
       details.appendChild(el("p", "ref-content", ref.content || ""));
       entry.appendChild(details);

@@ -172,7 +172,7 @@ def test_an_agent_made_in_the_ui_streams_its_answer_in_the_playground(page, live
     page.get_by_role("link", name="New agent").click()
     page.get_by_label("Name").fill("Support bot")
     page.get_by_label("Description").fill("Answers questions about Combo for the support team.")
-    page.get_by_label("Instructions").fill("You answer questions about Combo, briefly and kindly.")
+    page.get_by_label("Instructions").fill("You answer questions about Combo.\nBriefly and kindly.")
     page.get_by_label("Opening message").fill("Hi! Ask me anything about Combo.")
     page.get_by_role("button", name="Create agent").click()
     page.wait_for_url(re.compile(r".*/console/agents/[0-9a-f-]{36}/playground/$"))
@@ -208,7 +208,10 @@ def test_an_agent_made_in_the_ui_streams_its_answer_in_the_playground(page, live
     assert page.locator("#session-id").text_content() == session_id
     with api(live) as http:
         stored = http.get(f"/v1/combo/sessions/{session_id}").json()["data"]
+        agent = http.get(f"/v1/combo/agents/{agent_id}").json()["data"]
     assert stored["agent_id"] == agent_id
+    # The browser sent the textarea's lines with CRLF; they are stored with LF.
+    assert agent["instructions"] == "You answer questions about Combo.\nBriefly and kindly."
     assert [m["role"] for m in stored["messages"]["items"]] == ["assistant", "user", "assistant", "user", "assistant"]
     assert stored["messages"]["items"][2]["content"] == full
     # The page held its credential in memory only.
@@ -225,6 +228,39 @@ def test_an_agent_made_in_the_ui_streams_its_answer_in_the_playground(page, live
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
     assert page.get_by_role("link", name="Support bot", exact=True).is_visible()
     screenshot(page, "agents")
+
+
+def test_the_playground_shows_tiny_passage_scores_meaningfully(page, live):
+    # One small file gives bm25 scores of a few millionths: they must not all read "0.00".
+    with api(live) as http:
+        agent_id = http.post("/v1/combo/agents", json={"name": "Scores"}).json()["data"]["id"]
+    references = [
+        {"id": f"f:{n}", "file_id": "f", "file_name": f"notes-{n}.md", "content": f"passage {n}",
+         "score": score, "position": {"line": n + 1}}
+        for n, score in enumerate([2.1e-06, 1.05e-06, 0.0])
+    ]
+    stream = (
+        "event: message\ndata: " + json.dumps({"answer": "From your notes.", "reference": references}) + "\n\n"
+        "event: done\ndata: " + json.dumps({"session_id": None}) + "\n\n"
+    )
+    page.route("**/completions", lambda route: route.fulfill(
+        status=200, headers={"Content-Type": "text/event-stream"}, body=stream,
+    ))
+    sign_in(page)
+    page.goto(f"/console/agents/{agent_id}/playground/")
+    page.wait_for_selector("#send:enabled")
+    page.get_by_label("Your question").fill("What do my notes say?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg-assistant[data-state='done']")
+    refs = page.locator(".msg-assistant .msg-refs li")
+    assert refs.count() == 3
+    metas = refs.locator(".ref-meta").all_text_contents()
+    assert [re.search(r"score (\S+)", meta).group(1) for meta in metas] == ["0.0000021", "0.00000105", "0"], metas
+    # A bar relative to the best passage of this answer (the API's scores compare within one answer).
+    bars = refs.locator("meter.ref-score")
+    assert [float(bars.nth(n).get_attribute("value")) for n in range(3)] == [1.0, 0.5, 0.0]
+    assert bars.first.get_attribute("aria-label") == "Relevance: the best passage in this answer"
+    assert bars.nth(1).get_attribute("aria-label") == "Relevance: 50% of the best passage in this answer"
 
 
 def test_without_javascript_the_playground_cannot_send_and_points_to_the_api_page(browser, live):
