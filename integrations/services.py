@@ -319,6 +319,12 @@ def _verify(webhook: Webhook, call: InboundCall, now) -> signing.Verified:
     )
 
 
+def event_too_large_error() -> ComboError:
+    """The refusal of an event body over COMBO_WEBHOOK_MAX_BODY_BYTES (also sent by the cap inside daphne)."""
+    limit = settings.COMBO_WEBHOOK_MAX_BODY_BYTES
+    return ComboError(ErrorCode.PAYLOAD_TOO_LARGE, f"The event body is over the limit of {limit} bytes.")
+
+
 def event_receive(*, webhook: Webhook, call: InboundCall, verified: signing.Verified | None = None) -> Receipt:
     """Decide on one inbound call; a refusal is recorded, then raised as its ComboError.
 
@@ -339,8 +345,7 @@ def event_receive(*, webhook: Webhook, call: InboundCall, verified: signing.Veri
         return error
 
     if call.body is None:
-        limit = settings.COMBO_WEBHOOK_MAX_BODY_BYTES
-        raise refuse(ComboError(ErrorCode.PAYLOAD_TOO_LARGE, f"The event body is over the limit of {limit} bytes."))
+        raise refuse(event_too_large_error())
     if sender_id and not shape["sender_delivery_id"]:
         raise refuse(
             ComboError(ErrorCode.BAD_REQUEST, "X-Combo-Delivery must be 1-200 printable ASCII characters, no spaces.")

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
 
 from agents.knowledge.services import too_large_error
 from combo.api.envelope import error_body
-from combo.api.middleware import new_request_id
+from combo.api.middleware import is_api_path, new_request_id
 from combo.errors import ComboError, ErrorCode
 
 logger = logging.getLogger("combo.knowledge")
@@ -80,13 +81,29 @@ class SizeLimitUploadHandler(FileUploadHandler):
 # ---------------------------------------------------------------- inside daphne
 
 
-def _refusal(path: bytes) -> bytes:
+def _refusal_error(path: bytes, content_type: bytes) -> ComboError:
+    """The refusal of the limit this request is under, not of this cap (the largest limit of all).
+
+    The same words as the endpoint itself or combo.bodylimit would use for a
+    body just over its limit: the upload's 10123, a webhook event's limit, the
+    JSON limit of the rest of /v1.
+    """
+    target = path.split(b"?", 1)[0].decode("latin-1")
+    if target.encode("latin-1") == UPLOAD_PATH:
+        return too_large_error()
+    if any(re.match(pattern, target) for pattern in settings.API_OWN_BODY_LIMIT_PATHS):
+        from integrations.services import event_too_large_error
+
+        return event_too_large_error()
+    if is_api_path(target) and not content_type.startswith(b"multipart/"):
+        limit = settings.API_MAX_JSON_BYTES
+        return ComboError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is over the limit of {limit} bytes.")
+    return ComboError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is over {max_body_bytes():,} bytes.")
+
+
+def _refusal(path: bytes, content_type: bytes = b"") -> bytes:
     """A complete HTTP/1.1 413 response with the envelope, closing the connection."""
-    if path.split(b"?", 1)[0] == UPLOAD_PATH:
-        error = too_large_error()
-    else:
-        limit = max_body_bytes()
-        error = ComboError(ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is over {limit:,} bytes.")
+    error = _refusal_error(path, content_type)
     request_id = new_request_id(None)
     body = json.dumps(error_body(error.error, error.message, request_id, extra=error.extra)).encode()
     head = (
@@ -114,7 +131,8 @@ def install_daphne_body_cap() -> None:
         logger.warning("refused a request body over %s bytes for %r", max_body_bytes(), path[:200])
         # No "100 Continue" after the refusal (Twisted sends it after gotLength).
         request.requestHeaders.removeHeader(b"Expect")
-        channel.transport.write(_refusal(path))
+        content_type = (request.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+        channel.transport.write(_refusal(path, content_type.lower()))
         channel.loseConnection()
 
     def capped_got_length(self, length):

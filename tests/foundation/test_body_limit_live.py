@@ -115,6 +115,27 @@ def test_an_oversized_webhook_event_is_refused_and_stored_as_a_rejected_delivery
     assert (status_, code) == ("rejected", 10070) and body_size > 1024 * 1024
 
 
+def declared_only(live, path: str, size: int) -> tuple[int, dict]:
+    """A body declared larger than any limit (past the cap inside daphne); only its start is sent."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {live.key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n")
+    return raw_request(live, head, [b"x" * 65536])
+
+
+def test_a_huge_webhook_event_is_refused_with_the_events_limit(live, webhook):
+    # Past the upload limit too, so daphne itself refuses it: the message names the events limit.
+    status, envelope = declared_only(live, f"/v1/integrations/webhooks/{webhook}/events", 22 * 1024 * 1024)
+    assert (status, envelope["code"]) == (413, 10070)
+    assert envelope["message"] == "The event body is over the limit of 1048576 bytes.", envelope
+    assert envelope["data"]["request_id"]
+
+
+def test_a_huge_json_body_is_refused_with_the_json_limit(live):
+    status, envelope = declared_only(live, "/v1/combo/agents", 22 * 1024 * 1024)
+    assert (status, envelope["code"]) == (413, 10070)
+    assert envelope["message"] == "The request body is over the limit of 1048576 bytes.", envelope
+
+
 def test_status_lines_carry_their_reason_phrase(live):
     """Twisted's table lacks some codes daphne sends, 429 among them."""
     host, port = live.url.removeprefix("http://").split(":")
