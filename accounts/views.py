@@ -9,7 +9,6 @@ list, which never shows a full key.
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
 from django.conf import settings
@@ -76,22 +75,6 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 # --- API keys -----------------------------------------------------------------
 
 _FORM_TOKENS = "api_key_form_tokens"
-_FORM_TOKENS_KEPT = 20
-
-
-def _new_form_token(request) -> str:
-    token = secrets.token_urlsafe(16)
-    request.session[_FORM_TOKENS] = (request.session.get(_FORM_TOKENS, []) + [token])[-_FORM_TOKENS_KEPT:]
-    return token
-
-
-def _spend_form_token(request, token: str) -> bool:
-    tokens = request.session.get(_FORM_TOKENS, [])
-    if not token or token not in tokens:
-        return False
-    tokens.remove(token)
-    request.session[_FORM_TOKENS] = tokens
-    return True
 
 
 def _api_keys_page(request, *, form: ApiKeyCreateForm, form_token: str, created=None, status: int = 200):
@@ -105,7 +88,7 @@ def _api_keys_page(request, *, form: ApiKeyCreateForm, form_token: str, created=
 @login_required
 @require_GET
 def api_keys(request):
-    return _api_keys_page(request, form=ApiKeyCreateForm(), form_token=_new_form_token(request))
+    return _api_keys_page(request, form=ApiKeyCreateForm(), form_token=formtokens.issue(request, _FORM_TOKENS))
 
 
 @login_required
@@ -117,7 +100,7 @@ def api_key_create(request):
         return redirect("console:api-keys")
     form = ApiKeyCreateForm(request.POST)
     form_token = request.POST.get("form_token", "")
-    if form_token not in request.session.get(_FORM_TOKENS, []):
+    if not formtokens.valid(request, _FORM_TOKENS, form_token):
         messages.info(
             request, "That form was already sent. Its key is in the list below; a full key is shown only once."
         )
@@ -128,12 +111,12 @@ def api_key_create(request):
         # Another copy of this form, sent at the same moment, is minting the key.
         messages.info(request, "That form was already sent. Its key is in the list below.")
         return redirect("console:api-keys")
-    _spend_form_token(request, form_token)
+    formtokens.spend(request, _FORM_TOKENS, form_token)
     created = services.api_key_create(
         owner=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
     )
     return _api_keys_page(
-        request, form=ApiKeyCreateForm(), form_token=_new_form_token(request), created=created, status=201
+        request, form=ApiKeyCreateForm(), form_token=formtokens.issue(request, _FORM_TOKENS), created=created, status=201
     )
 
 

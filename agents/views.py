@@ -14,8 +14,6 @@ reload makes one agent, not two.
 
 from __future__ import annotations
 
-import secrets
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -40,24 +38,6 @@ _ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 # --- One-time form tokens (create) -------------------------------------------------
 
 _FORM_TOKENS = "agent_form_tokens"
-_FORM_TOKENS_KEPT = 20
-
-
-def _new_form_token(request) -> str:
-    token = secrets.token_urlsafe(16)
-    request.session[_FORM_TOKENS] = (request.session.get(_FORM_TOKENS, []) + [token])[-_FORM_TOKENS_KEPT:]
-    return token
-
-
-def _form_token_valid(request, token: str) -> bool:
-    return bool(token) and token in request.session.get(_FORM_TOKENS, [])
-
-
-def _spend_form_token(request, token: str) -> None:
-    tokens = request.session.get(_FORM_TOKENS, [])
-    if token in tokens:
-        tokens.remove(token)
-        request.session[_FORM_TOKENS] = tokens
 
 
 def _owned_agent(request, agent_id) -> Agent:
@@ -105,11 +85,11 @@ def agent_list(request):
 @never_cache
 def agent_create(request):
     if request.method == "GET":
-        context = {"form": AgentForm(), "agent": None, "form_token": _new_form_token(request)}
+        context = {"form": AgentForm(), "agent": None, "form_token": formtokens.issue(request, _FORM_TOKENS)}
         return render(request, "agents/agent_form.html", context)
 
     form_token = request.POST.get("form_token", "")
-    if not _form_token_valid(request, form_token):
+    if not formtokens.valid(request, _FORM_TOKENS, form_token):
         messages.info(request, "That form was already sent, and its agent is in the list below.")
         return redirect("console:agents")
     form = AgentForm(request.POST)
@@ -123,7 +103,7 @@ def agent_create(request):
         except Exception:
             formtokens.release(_FORM_TOKENS, form_token)  # nothing was made: the form may be sent again
             raise
-        _spend_form_token(request, form_token)
+        formtokens.spend(request, _FORM_TOKENS, form_token)
         messages.success(request, f"Created “{agent.name}”. Ask it something in the playground.")
         return redirect("console:agent-playground", agent_id=agent.id)
     context = {"form": form, "agent": None, "form_token": form_token}

@@ -11,6 +11,7 @@ overlap; after it the session, where the token is gone, refuses a repeat.
 from __future__ import annotations
 
 import logging
+import secrets
 
 from django.core.cache import cache
 
@@ -38,3 +39,30 @@ def release(scope: str, token: str) -> None:
         cache.delete(_key(scope, token))
     except Exception as exc:  # noqa: BLE001
         logger.warning("form token release skipped, the cache is unavailable: %s", type(exc).__name__)
+
+
+# --- The session's side: which tokens this user's open forms carry ----------------
+
+_KEPT = 20  # open forms remembered per scope (tabs, reloads)
+
+
+def issue(request, scope: str) -> str:
+    """A new token for a form about to be shown, remembered in the session under `scope`."""
+    token = secrets.token_urlsafe(16)
+    request.session[scope] = (request.session.get(scope, []) + [token])[-_KEPT:]
+    return token
+
+
+def valid(request, scope: str, token: str) -> bool:
+    """Whether the session issued this token and it is not spent yet."""
+    return bool(token) and token in request.session.get(scope, [])
+
+
+def spend(request, scope: str, token: str) -> bool:
+    """Forget the token in the session (a reload then refuses it); False when it was not there."""
+    tokens = request.session.get(scope, [])
+    if not token or token not in tokens:
+        return False
+    tokens.remove(token)
+    request.session[scope] = tokens
+    return True

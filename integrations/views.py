@@ -17,7 +17,6 @@ rotate a second time (which would retire the secret senders still use).
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -47,24 +46,6 @@ REDELIVERABLE = (WebhookDelivery.Status.SUCCEEDED, WebhookDelivery.Status.FAILED
 # --- One-time form tokens (create, rotate) ----------------------------------------
 
 _FORM_TOKENS = "webhook_form_tokens"
-_FORM_TOKENS_KEPT = 20
-
-
-def _new_form_token(request) -> str:
-    token = secrets.token_urlsafe(16)
-    request.session[_FORM_TOKENS] = (request.session.get(_FORM_TOKENS, []) + [token])[-_FORM_TOKENS_KEPT:]
-    return token
-
-
-def _form_token_valid(request, token: str) -> bool:
-    return bool(token) and token in request.session.get(_FORM_TOKENS, [])
-
-
-def _spend_form_token(request, token: str) -> None:
-    tokens = request.session.get(_FORM_TOKENS, [])
-    if token in tokens:
-        tokens.remove(token)
-        request.session[_FORM_TOKENS] = tokens
 
 
 # --- Helpers --------------------------------------------------------------------------
@@ -142,11 +123,11 @@ def webhook_list(request):
 def webhook_create(request):
     if request.method == "GET":
         form = WebhookForm(owner=request.user)
-        context = {"form": form, "form_token": _new_form_token(request), "has_agents": form.fields["agent"].queryset.exists()}
+        context = {"form": form, "form_token": formtokens.issue(request, _FORM_TOKENS), "has_agents": form.fields["agent"].queryset.exists()}
         return render(request, "integrations/webhook_create.html", context)
 
     form_token = request.POST.get("form_token", "")
-    if not _form_token_valid(request, form_token):
+    if not formtokens.valid(request, _FORM_TOKENS, form_token):
         messages.info(
             request,
             "That form was already sent, and its webhook is in the list below. Its secret was shown once; "
@@ -165,7 +146,7 @@ def webhook_create(request):
             formtokens.release(_FORM_TOKENS, form_token)  # the corrected form may be sent again
             form.add_service_errors(exc)
         else:
-            _spend_form_token(request, form_token)
+            formtokens.spend(request, _FORM_TOKENS, form_token)
             return _overview(request, created.webhook, shown_secret=created.secret, shown_reason="created", status=201)
     context = {"form": form, "form_token": form_token, "has_agents": True}
     return render(request, "integrations/webhook_create.html", context, status=400)
@@ -234,7 +215,7 @@ def webhook_rotate(request, webhook_id):
     form = RotateForm(request.POST or None)
     if request.method == "POST":
         form_token = request.POST.get("form_token", "")
-        if not _form_token_valid(request, form_token):
+        if not formtokens.valid(request, _FORM_TOKENS, form_token):
             messages.info(
                 request,
                 "That rotation was already done; the secret was not rotated again. "
@@ -248,12 +229,12 @@ def webhook_rotate(request, webhook_id):
                 return redirect("console:webhook", webhook_id=webhook.id)
             grace_hours = 0 if form.cleaned_data["retire_now"] else None
             rotated = services.webhook_rotate_secret(webhook=webhook, grace_hours=grace_hours)
-            _spend_form_token(request, form_token)
+            formtokens.spend(request, _FORM_TOKENS, form_token)
             return _overview(request, rotated.webhook, shown_secret=rotated.secret, shown_reason="rotated")
     context = {
         "webhook": webhook,
         "form": form,
-        "form_token": _new_form_token(request),
+        "form_token": formtokens.issue(request, _FORM_TOKENS),
         "grace_hours": settings.COMBO_WEBHOOK_SECRET_GRACE_HOURS,
         "grace_until": timezone.now() + timedelta(hours=settings.COMBO_WEBHOOK_SECRET_GRACE_HOURS),
         "previous_valid": webhook.previous_secret_valid(),
