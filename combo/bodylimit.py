@@ -51,7 +51,8 @@ async def _refuse(send, headers: dict[bytes, bytes], limit: int, path: str) -> N
         "type": "http.response.start",
         "status": error.status,
         "headers": [(b"content-type", b"application/json"), (b"x-request-id", request_id.encode()),
-                    (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
+                    (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store"),
+                    (b"connection", b"close")],
     })
     await send({"type": "http.response.body", "body": body})
 

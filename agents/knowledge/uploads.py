@@ -111,6 +111,7 @@ def _refusal(path: bytes, content_type: bytes = b"") -> bytes:
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
         f"X-Request-Id: {request_id}\r\n"
+        "Cache-Control: no-store\r\n"
         "Connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body

@@ -148,3 +148,24 @@ def test_status_lines_carry_their_reason_phrase(live):
             lines.append(sock.makefile("rb").readline().strip())
     assert lines[0] == b"HTTP/1.1 401 Unauthorized"
     assert lines[-1] == b"HTTP/1.1 429 Too Many Requests"
+
+
+@pytest.mark.parametrize(("path", "size", "sent"), [
+    ("/v1/combo/agents", 1024 * 1024 + 10, True),  # over the JSON limit: refused in front of the application
+    ("/v1/combo/files", 64 * 1024 * 1024, False),  # over every limit: refused in the server, no body read
+])
+def test_a_refusal_at_the_edge_is_not_cached_either(live, path, size, sent):
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {live.key}\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n").encode())
+        if sent:
+            sock.sendall(b"x" * size)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            part = sock.recv(65536)
+            assert part, data
+            data += part
+    head = data.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 413"), head
+    assert b"\r\ncache-control: no-store" in head, head
