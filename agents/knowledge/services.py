@@ -245,7 +245,9 @@ def knowledge_file_ingest(*, file_id: uuid.UUID | str) -> str:
     ).update(status=KnowledgeFile.Status.PROCESSING, failure_reason="", updated_at=timezone.now())
     if not claimed:
         return "skipped"  # deleted, or already processed by another run
-    file = KnowledgeFile.objects.get(id=file_id)
+    file = KnowledgeFile.objects.filter(id=file_id).first()
+    if file is None:
+        return "skipped"  # deleted in the moment since it was claimed
     try:
         with file.original.open("rb") as handle:
             data = handle.read()

@@ -325,6 +325,26 @@ def test_a_file_deleted_before_the_worker_runs_is_skipped(api, alice, upload, dr
     assert not Chunk.objects.exists()
 
 
+def test_a_file_deleted_right_after_the_worker_claimed_it_is_skipped(api, alice, upload, monkeypatch):
+    from django.db.models import QuerySet
+
+    from agents.knowledge.services import knowledge_file_ingest
+
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    file_id = body["data"]["id"]
+    update = QuerySet.update
+
+    def claim_then_deleted(self, **fields):
+        done = update(self, **fields)
+        if fields.get("status") == KnowledgeFile.Status.PROCESSING:
+            KnowledgeFile.objects.filter(id=file_id).delete()  # a DELETE that lands in between
+        return done
+
+    monkeypatch.setattr(QuerySet, "update", claim_then_deleted)
+    assert knowledge_file_ingest(file_id=file_id) == "skipped"
+    assert not Chunk.objects.exists()
+
+
 # ---------------------------------------------------------------- ownership
 
 
