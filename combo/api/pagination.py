@@ -27,10 +27,10 @@ class CursorPagination(DRFCursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValidationError({"limit": [f"Must be an integer from 1 to {self.max_page_size}."]}) from None
+        # ASCII digits only: int() also takes " 5", "5_0" and other scripts' digits ("٣").
+        if not (raw.isascii() and raw.isdigit()):
+            raise ValidationError({"limit": [f"Must be an integer from 1 to {self.max_page_size}."]})
+        value = int(raw)
         if not 1 <= value <= self.max_page_size:
             raise ValidationError({"limit": [f"Must be an integer from 1 to {self.max_page_size}."]})
         return value

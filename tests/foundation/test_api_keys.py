@@ -280,7 +280,7 @@ def test_the_default_page_is_twenty(api, alice):
     assert len(body["data"]["items"]) == 20 and body["data"]["next_cursor"]
 
 
-@pytest.mark.parametrize("limit", ["101", "0", "-1", "ten", "1.5"])
+@pytest.mark.parametrize("limit", ["101", "0", "-1", "ten", "1.5", "%D9%A3", "%205", "5_0", "+5", ""])
 def test_a_limit_outside_1_to_100_is_10001(api, alice, limit):
     status, body, response = api.get(f"/v1/api-keys?limit={limit}", auth=alice.jwt_auth)
     data = assert_error(status, body, response, ErrorCode.VALIDATION_FAILED)
