@@ -52,8 +52,19 @@ class AgentAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "updated_at")
 
 
+# A session's page shows its latest messages; all of them are on the Messages list, filtered to it.
+MESSAGES_SHOWN = 50
+
+
+class LatestMessagesFormSet(forms.BaseInlineFormSet):
+    def get_queryset(self):
+        return super().get_queryset().order_by("-created_at", "-id")[:MESSAGES_SHOWN]
+
+
 class MessageInline(admin.TabularInline):
     model = Message
+    formset = LatestMessagesFormSet
+    verbose_name_plural = f"messages (the latest {MESSAGES_SHOWN}, newest first)"
     extra = 0
     fields = ("role", "status", "content", "error_code", "latency_ms", "created_at")
     readonly_fields = fields
@@ -68,7 +79,16 @@ class SessionAdmin(CheckedFiltersMixin, admin.ModelAdmin):
     search_fields = ("id", "title", "agent__name", "owner__username")
     list_select_related = ("agent", "owner")
     raw_id_fields = ("agent", "owner")
+    readonly_fields = ("all_messages",)
     inlines = [MessageInline]
+
+    @admin.display(description="messages")
+    def all_messages(self, session):
+        if session.pk is None:
+            return "-"
+        count = session.messages.count()
+        url = reverse("admin:agents_message_changelist") + f"?session__id__exact={session.pk}"
+        return format_html('<a href="{}">All {} message(s) of this session</a>', url, count)
 
 
 @admin.register(Message)

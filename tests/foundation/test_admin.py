@@ -201,3 +201,44 @@ def test_a_change_list_answers_a_filter_it_cannot_run_with_its_error_page(operat
     response = operator.get(url, {CHANGE_LISTS[url] + lookup: value})
     assert response.status_code == 302 and response["Location"].endswith("?e=1")
     assert operator.get(response["Location"]).status_code == 200
+
+
+# --- a long session ---------------------------------------------------------------------
+
+
+def test_a_long_sessions_page_shows_its_latest_messages_and_links_to_all(operator, alice):
+    from agents.admin import MESSAGES_SHOWN
+    from agents.models import Agent, Message, Session
+
+    agent = Agent.objects.create(owner=alice.user, name="Reviewer")
+    session = Session.objects.create(agent=agent, owner=alice.user)
+    total = MESSAGES_SHOWN + 12
+    start = timezone.now()
+    Message.objects.bulk_create(
+        Message(session=session, role=Message.Role.USER, content=f"question {n:03}", status=Message.Status.COMPLETE,
+                created_at=start + timedelta(seconds=n))
+        for n in range(total)
+    )
+    page = operator.get(f"/admin/agents/session/{session.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f"question {total - 1:03}" in html and f"question {total - MESSAGES_SHOWN:03}" in html
+    assert f"question {total - MESSAGES_SHOWN - 1:03}" not in html  # older ones are on the Messages list
+    assert f"All {total} message(s) of this session" in html
+    listing = operator.get(f"/admin/agents/message/?session__id__exact={session.pk}")
+    assert listing.status_code == 200 and f"{total} messages" in listing.content.decode()
+    # Saving the session's page (its title) still works with the shortened list.
+    form = page.context["adminform"].form
+    created = timezone.localtime(session.created_at)
+    data = {"agent": agent.pk, "owner": alice.user.pk, "title": "Renamed",
+            "created_at_0": created.strftime("%Y-%m-%d"), "created_at_1": created.strftime("%H:%M:%S"),
+            "messages-TOTAL_FORMS": str(MESSAGES_SHOWN), "messages-INITIAL_FORMS": str(MESSAGES_SHOWN),
+            "messages-MIN_NUM_FORMS": "0", "messages-MAX_NUM_FORMS": "1000"}
+    for index, message in enumerate(page.context["inline_admin_formsets"][0].formset.queryset):
+        data[f"messages-{index}-id"] = str(message.pk)
+        data[f"messages-{index}-session"] = str(session.pk)
+    assert form.instance.pk == session.pk
+    saved = operator.post(f"/admin/agents/session/{session.pk}/change/", data)
+    assert saved.status_code == 302, [e for e in saved.content.decode().splitlines() if "error" in e.lower()][:20]
+    session.refresh_from_db()
+    assert session.title == "Renamed" and Message.objects.filter(session=session).count() == total
