@@ -24,12 +24,17 @@ class SSEParser:
             chunk = self._buffer + chunk
             if len(chunk) > MAX_EVENT_BYTES:
                 raise ValueError("an event in the stream exceeds the size limit")
+        held = b""
+        if b"\r" in chunk:
+            # CRLF and a lone CR end a line as LF does. A CR that ends this
+            # read may be the first half of a CRLF: it waits for the next.
+            if chunk[-1:] == b"\r":
+                chunk, held = chunk[:-1], b"\r"
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = chunk.split(b"\n")
-        self._buffer = lines.pop()
+        self._buffer = lines.pop() + held
         events: list[bytes] = []
         for line in lines:
-            if line[-1:] == b"\r":
-                line = line[:-1]
             if line:
                 # Only `data:` matters; `event:`, `id:` and `: keep-alive`
                 # comment lines are ignored.

@@ -55,3 +55,13 @@ def test_the_limit_is_per_event_not_per_stream(monkeypatch):
     for _ in range(200):
         events += parser.feed(b"data: 0123456789\n\n")
     assert len(events) == 200
+
+
+def test_a_lone_cr_ends_a_line_as_crlf_and_lf_do_wherever_the_reads_split():
+    # The SSE standard allows all three; a CR at the end of one read may be half of a CRLF.
+    for newline in (b"\r", b"\r\n", b"\n"):
+        stream = (b"data: {\"a\":1}" + newline * 2 + b": ping" + newline + b"data: x" + newline + b"data: y"
+                  + newline * 2 + b"data: [DONE]" + newline * 2)
+        for size in (1, 2, 3, 5, len(stream)):
+            chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+            assert feed_all(SSEParser(), chunks) == [b'{"a":1}', b"x\ny", b"[DONE]"], (newline, size)

@@ -1,0 +1,115 @@
+"""What real OpenAI-compatible servers send, byte for byte, read alike on the lean and the SDK's path.
+
+Each response is written by a raw-socket server (tests.agents.test_openai_wire.ScriptedServer),
+a byte at a time, so every quirk is also split across network reads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from agents.llm.base import LLMError, Usage
+from agents.llm.openai_compat import OpenAICompatibleProvider
+from tests.agents.test_openai_wire import REQUEST, SSE_HEAD, ScriptedServer, chunked
+
+TRANSPORTS = ["lean", "httpx"]
+
+
+def chunk(content=None, finish=None, **delta_extra) -> dict:
+    delta = dict(delta_extra)
+    if content is not None or "content" in delta_extra:
+        delta.setdefault("content", content)
+    return {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta,
+                                                                        "finish_reason": finish}]}
+
+
+def sse(*events: object, sep: bytes = b"\n", space: bool = True, done: bool = True) -> bytes:
+    prefix = b"data: " if space else b"data:"
+    out = b""
+    for event in events:
+        raw = event if isinstance(event, bytes) else json.dumps(event, ensure_ascii=False).encode()
+        out += prefix + raw + sep + sep
+    if done:
+        out += prefix + b"[DONE]" + sep + sep
+    return out
+
+
+def streamed(body: bytes, framing: str = "chunked") -> bytes:
+    if framing == "chunked":
+        return SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, 64)
+    if framing == "length":
+        return SSE_HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    return SSE_HEAD + b"Connection: close\r\n\r\n" + body
+
+
+async def run(response: bytes, transport: str):
+    async with ScriptedServer([response], close_after=1) as server:
+        provider = OpenAICompatibleProvider(server.url, "sk-test-key-123", timeout=5, transport=transport)
+        pieces, usage = [], None
+        try:
+            async for piece in provider.stream(REQUEST):
+                if isinstance(piece, Usage):
+                    usage = piece
+                else:
+                    pieces.append(piece)
+        except LLMError as exc:
+            return ("error", exc.error.code, "".join(pieces), exc.message)
+        finally:
+            await provider.aclose()
+    return ("ok", "".join(pieces), usage)
+
+
+USAGE_ONLY = {"id": "c", "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}
+ROLE = {"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    "body, framing",
+    [
+        (sse(ROLE, chunk("Hé"), chunk(" là"), chunk(finish="stop"), USAGE_ONLY), "chunked"),
+        (sse(ROLE, chunk("Hé"), chunk(" là"), chunk(finish="stop"), USAGE_ONLY, space=False), "chunked"),
+        (sse(ROLE, chunk("Hé"), chunk(" là"), chunk(finish="stop"), USAGE_ONLY, sep=b"\r\n"), "length"),
+        (sse(ROLE, chunk("Hé"), chunk(" là"), chunk(finish="stop"), USAGE_ONLY, sep=b"\r"), "chunked"),
+        (b": ping\n\nevent: message\nid: 1\nretry: 3000\n" + sse(ROLE, chunk("Hé"), chunk(" là"), done=False)
+         .replace(b"\n\ndata:", b"\n\n: ping - 2026\nevent: delta\nid: 2\ndata:") + sse(chunk(finish="stop"), USAGE_ONLY),
+         "close"),
+        (sse(ROLE, chunk(None), chunk("Hé"), chunk(" là", reasoning_content=None),
+             {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 4, "completion_tokens": 2}}), "close"),
+    ],
+    ids=["plain", "no-space", "crlf", "cr", "comments-and-fields", "null-content-and-usage-on-last"],
+)
+async def test_stream_shapes_real_servers_send(body, framing, transport):
+    assert await run(streamed(body, framing), transport) == ("ok", "Hé là", Usage(4, 2))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_gzip_multi_byte_text_split_across_reads_and_a_line_over_64_kib(transport):
+    long = "é" * 50000 + "😀" * 10000  # 140 KB in one event line, multi-byte throughout
+    body = sse(chunk(long), chunk(finish="stop"), USAGE_ONLY)
+    response = SSE_HEAD + b"Content-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(
+        gzip.compress(body), 1000)
+    assert await run(response, transport) == ("ok", long, Usage(4, 2))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("framing", ["chunked", "length", "close"])
+async def test_a_finished_answer_without_done_is_whole_and_one_without_finish_reason_is_not(framing, transport):
+    # Older llama.cpp servers end the body after the finish_reason, without [DONE].
+    finished = sse(chunk("a"), chunk(finish="stop"), done=False)
+    assert await run(streamed(finished, framing), transport) == ("ok", "a", None)
+    cut = sse(chunk("a"), done=False)
+    assert (await run(streamed(cut, framing), transport))[:3] == ("error", 30006, "a")
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_error_object_inside_a_200_stream_is_the_upstreams_error_not_text(transport):
+    # vLLM and llama.cpp report a failure mid-generation this way.
+    body = sse(chunk("a"), {"error": {"message": "CUDA out of memory", "type": "server_error", "code": 500}})
+    result = await run(streamed(body), transport)
+    assert result[:3] == ("error", 30001, "a")
+    assert 'reported an error mid-answer: "CUDA out of memory"' in result[3]
