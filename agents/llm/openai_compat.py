@@ -71,6 +71,7 @@ _http = _http_module()
 # upstream error text we pass on cannot leak one even if the server echoed it.
 _SECRET_PATTERN = re.compile(r"(?i)\b(?:bearer\s+\S+|sk-[A-Za-z0-9_\-*.]{4,})")
 _MAX_UPSTREAM_DETAIL = 300
+_SHORT_UPSTREAM_DETAIL = 160
 # After `data: [DONE]` the rest of the body (usually just the last chunk
 # marker) is awaited this long so the connection can be reused, then dropped.
 _DRAIN_AFTER_DONE = 1.0
@@ -390,7 +391,7 @@ class OpenAICompatibleProvider(Provider):
         try:
             response = await opening.__aenter__()
         except Exception as err:  # noqa: BLE001 - every failure becomes an LLMError
-            raise self._opening_error(err) from _loggable_cause(err)
+            raise self._opening_error(err, params["model"]) from _loggable_cause(err)
         return _SDKSource(opening, response.http_response)
 
     async def _open_lean(self, params: dict[str, Any]) -> _LeanSource:
@@ -415,7 +416,7 @@ class OpenAICompatibleProvider(Provider):
             ) from err
         except (OSError, TimeoutError) as err:
             sdk_error = self._sdk_error(err)
-            raise self._opening_error(sdk_error) from err
+            raise self._opening_error(sdk_error, params["model"]) from err
         if 200 <= response.status < 300:
             return _LeanSource(conn, response)
         # An error answer: read it (briefly) and let the SDK's own error type carry it.
@@ -426,7 +427,7 @@ class OpenAICompatibleProvider(Provider):
             raw = b""
         finally:
             conn.release()
-        raise self._opening_error(self._status_exception(response, raw))
+        raise self._opening_error(self._status_exception(response, raw), params["model"])
 
     def _httpx_request(self) -> Any:
         target = self._target
@@ -458,8 +459,8 @@ class OpenAICompatibleProvider(Provider):
 
     # -- error mapping ---------------------------------------------------------
 
-    def _opening_error(self, err: Exception) -> LLMError:
-        """Classify a failure before the first chunk arrived."""
+    def _opening_error(self, err: Exception, model: str) -> LLMError:
+        """Classify a failure before the first chunk arrived (`model`: the one asked for)."""
         where = self._where
         if isinstance(err, openai.APITimeoutError):
             return LLMError(
@@ -480,7 +481,7 @@ class OpenAICompatibleProvider(Provider):
                 retryable=True,
             )
         if isinstance(err, openai.APIStatusError):
-            return self._status_error(err)
+            return self._status_error(err, model)
         if isinstance(err, openai.APIResponseValidationError):
             return self._bad_response(err)
         return LLMError(
@@ -490,7 +491,7 @@ class OpenAICompatibleProvider(Provider):
             retryable=False,
         )
 
-    def _status_error(self, err: openai.APIStatusError) -> LLMError:
+    def _status_error(self, err: openai.APIStatusError, model: str) -> LLMError:
         where = self._where
         status = err.status_code
         if status in (401, 403):
@@ -524,9 +525,22 @@ class OpenAICompatibleProvider(Provider):
                 f"The language model at {where} failed (HTTP {status}){detail}; try again later.",
                 retryable=True,
             )
-        hint = "check COMBO_LLM_BASE_URL (does it end in /v1?) and the model name" if status == 404 else (
-            "check the model name and the request limits of the provider"
-        )
+        # Shorter upstream text where the advice is long: a message is stored up to 500 characters.
+        if status == 404:
+            detail = self._upstream_detail(err, _SHORT_UPSTREAM_DETAIL)
+            hint = (
+                f"check that it serves the model {model[:100]!r} (the agent's model, else COMBO_LLM_MODEL) "
+                "and that COMBO_LLM_BASE_URL is its OpenAI-compatible /v1 URL"
+            )
+        elif _context_exceeded(err.body):
+            detail = self._upstream_detail(err, _SHORT_UPSTREAM_DETAIL)
+            hint = (
+                "the question, the session's history and the knowledge passages do not fit the model's "
+                "context: ask a shorter question or start a new session (operators: lower the agent's max "
+                "tokens, COMBO_PROMPT_HISTORY_CHARS or COMBO_RETRIEVAL_TOP_K)"
+            )
+        else:
+            hint = "check the model name and the request limits of the provider"
         return LLMError(
             ErrorCode.UPSTREAM_ERROR,
             f"The language model at {where} rejected the request (HTTP {status}){detail}; {hint}.",
@@ -572,24 +586,40 @@ class OpenAICompatibleProvider(Provider):
             retryable=True,
         )
 
-    def _upstream_detail(self, err: openai.APIError) -> str:
+    def _upstream_detail(self, err: openai.APIError, limit: int = _MAX_UPSTREAM_DETAIL) -> str:
         """The upstream's own error text from `err`, as ': "..."' (or '')."""
         body = err.body
         text: object = body
         if isinstance(body, dict):
             text = body.get("message") or body.get("error")
-        return self._scrubbed(text)
+        return self._scrubbed(text, limit)
 
-    def _scrubbed(self, text: object) -> str:
+    def _scrubbed(self, text: object, limit: int = _MAX_UPSTREAM_DETAIL) -> str:
         """Upstream text fit for users: secrets removed, shortened, as ': "..."'."""
         if not isinstance(text, str) or not text.strip():
             return ""
         text = " ".join(text.split())
         text = text.replace(self._api_key, "[redacted]")
         text = _SECRET_PATTERN.sub("[redacted]", text)
-        if len(text) > _MAX_UPSTREAM_DETAIL:
-            text = text[: _MAX_UPSTREAM_DETAIL - 1] + "…"
+        if len(text) > limit:
+            text = text[: limit - 1] + "…"
         return f': "{text}"'
+
+
+# How OpenAI (`context_length_exceeded`), vLLM ("maximum context length"),
+# llama.cpp (`exceed_context_size_error`) and LM Studio say a prompt is too long.
+_CONTEXT_PATTERN = re.compile(
+    r"(?i)context[ _](?:length|size|window)|maximum context|prompt is too long|too many (?:input )?tokens"
+)
+
+
+def _context_exceeded(body: object) -> bool:
+    """Whether an upstream's 4xx error body says the prompt does not fit the model's context window."""
+    if isinstance(body, dict):
+        text = " ".join(str(body.get(key) or "") for key in ("code", "type", "message"))
+    else:
+        text = body if isinstance(body, str) else ""
+    return bool(_CONTEXT_PATTERN.search(text))
 
 
 def _loggable_cause(err: Exception) -> Exception | None:

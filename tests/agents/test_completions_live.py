@@ -289,3 +289,25 @@ def test_errors_before_streaming_are_plain_envelopes(live):
         response = http.post(f"/v1/combo/agents/{agent}/completions", content=b"x" * (1024 * 1024 + 1),
                              headers={"Content-Type": "application/json"})
         assert (response.status_code, response.json()["code"]) == (413, 10070)
+
+
+@pytest.mark.parametrize(
+    "model, says",
+    [
+        ("fake-toolong", ["ask a shorter question or start a new session", "COMBO_PROMPT_HISTORY_CHARS"]),
+        ("fake-404", ["serves the model 'fake-404'", "COMBO_LLM_MODEL"]),
+    ],
+)
+def test_a_refused_request_says_what_to_do_alike_in_both_modes_and_in_the_session(live, model, says):
+    agent = new_agent(live, llm={"model": model})
+    plain = ask(live, agent, "refuse me")
+    assert (plain.status_code, plain.json()["code"]) == (502, 30001)
+    _, events = stream(live, agent, "refuse me")
+    assert [kind for kind, _ in events if kind != "comment"] == ["error", "done"]
+    error = [data for kind, data in events if kind == "error"][0]
+    assert error["message"] == plain.json()["message"]
+    assert all(phrase in error["message"] for phrase in says), error["message"]
+    assert "sk-upstream-secret-123" not in error["message"]
+    for session_id in (plain.headers["x-combo-session-id"], events[-1][1]["session_id"]):
+        stored = session_messages(live, session_id)[-1]
+        assert (stored["status"], stored["error"]) == ("failed", {"code": 30001, "message": error["message"]})

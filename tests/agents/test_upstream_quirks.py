@@ -113,3 +113,55 @@ async def test_an_error_object_inside_a_200_stream_is_the_upstreams_error_not_te
     result = await run(streamed(body), transport)
     assert result[:3] == ("error", 30001, "a")
     assert 'reported an error mid-answer: "CUDA out of memory"' in result[3]
+
+
+def refusal(status: int, payload: object) -> bytes:
+    raw = json.dumps(payload).encode()
+    return (b"HTTP/1.1 %d Refused\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (status, len(raw)) + raw)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"error": {"message": "This model's maximum context length is 4096 tokens. However, you requested 5000 "
+                              "tokens. Please reduce the length of the messages or completion.",
+                   "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}},
+        {"object": "error", "message": "This model's maximum context length is 2048 tokens. However, you "
+                                       "requested 3000 tokens (2900 in the messages, 100 in the completion).",
+         "type": "BadRequestError", "param": None, "code": 400},
+        {"error": {"code": 400, "message": "the request exceeds the available context size, try increasing it",
+                   "type": "exceed_context_size_error", "n_prompt_tokens": 5000, "n_ctx": 4096}},
+    ],
+    ids=["openai", "vllm", "llama.cpp"],
+)
+async def test_a_prompt_over_the_context_window_says_what_to_do(payload, transport):
+    result = await run(refusal(400, payload), transport)
+    assert result[:3] == ("error", 30001, "")
+    message = result[3]
+    assert "HTTP 400" in message and "context" in message  # the upstream's own words are kept
+    # What a user can do, and what an operator can change.
+    assert "shorter question" in message and "new session" in message
+    assert "COMBO_PROMPT_HISTORY_CHARS" in message and "COMBO_RETRIEVAL_TOP_K" in message
+    assert "sk-test-key-123" not in message
+    assert len(message) <= 500  # kept whole on the session's message
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"error": {"message": "The model `hi-model` does not exist or you do not have access to it.",
+                   "type": "invalid_request_error", "param": None, "code": "model_not_found"}},
+        {"error": {"message": "model \"hi-model\" not found, try pulling it first", "type": "api_error"}},
+        {"detail": "Not Found"},
+        {"error": {"message": "model 'fake' not found; " + "the models served here are ... " * 20}},
+    ],
+    ids=["openai", "ollama", "no-detail", "long"],
+)
+async def test_a_404_names_the_model_that_was_asked_for(payload, transport):
+    result = await run(refusal(404, payload), transport)
+    assert result[:3] == ("error", 30001, "")
+    assert "model 'fake'" in result[3] and "COMBO_LLM_MODEL" in result[3] and "/v1" in result[3]
+    assert len(result[3]) <= 500

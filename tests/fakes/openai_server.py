@@ -13,6 +13,8 @@ Behaviour is chosen by the request's `model`:
                                 429 carries Retry-After, 4xx bodies echo the
                                 caller's key (a worst case, to prove it never
                                 reaches users)
+    fake-toolong                HTTP 400 as OpenAI says a prompt is over the
+                                model's context window (context_length_exceeded)
     fake-hang                   reads the request, never answers
     fake-stall                  streams a few chunks, then goes silent
     fake-cut                    streams a few chunks, then drops the connection
@@ -57,6 +59,7 @@ from typing import Any
 MODELS = [
     "fake",
     "fake-slow",
+    "fake-toolong",
     "fake-hang",
     "fake-stall",
     "fake-cut",
@@ -335,6 +338,12 @@ class FakeOpenAIServer:
         suffix = model[5:] if model.startswith("fake-") else ""
         if suffix.isdigit() and len(suffix) == 3:
             return await self._fake_status(writer, int(suffix), headers)
+        if model == "fake-toolong":
+            return await self._send_error(
+                writer, 400, "This model's maximum context length is 128 tokens. However, your messages resulted in "
+                f"{_prompt_tokens(body.get('messages') or []) + 128} tokens. Please reduce the length of the messages.",
+                "context_length_exceeded",
+            )
         if model == "fake-hang":
             await reader.read()  # until the client gives up (or stop() cancels us)
             return False
