@@ -145,11 +145,12 @@ event: message
 data: {"type": "message", "answer": "<last delta>", "reference": [{"id": "...", "file_id": "...", "file_name": "...", "content": "...", "score": 1.2, "position": {"page": 3}}]}
 
 event: done
-data: {"type": "done", "session_id": "...", "message_id": "...", "usage": {...}}
+data: {"type": "done", "session_id": "...", "message_id": "...", "usage": {...}, "finish_reason": "stop"}
 ```
 
 Concatenating every `answer` gives the full answer; `reference` is complete on the last
-`message` event. A failure after the stream started is `event: error` whose data is the
+`message` event. `finish_reason` is why the answer ended: "stop", or "length" when the
+agent's max tokens cut it short (null after an error), as in the non-stream answer. A failure after the stream started is `event: error` whose data is the
 error envelope, then `event: done`. A comment line (`: keep-alive`) is sent while the
 model is silent. Errors found before streaming are ordinary JSON envelopes.
 """

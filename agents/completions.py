@@ -371,11 +371,12 @@ class Outcome:
     usage: Usage | None
     error: ComboError | None
     latency_ms: int
+    finish_reason: str | None = None
 
 
 _FINISH_FIELDS = [
-    "content", "status", "error_code", "error_message", "prompt_tokens", "completion_tokens", "latency_ms",
-    "completed_at",
+    "content", "status", "error_code", "error_message", "prompt_tokens", "completion_tokens", "finish_reason",
+    "latency_ms", "completed_at",
 ]
 
 
@@ -425,6 +426,7 @@ def completion_finish_many(outcomes: list[Outcome]) -> list[BaseException | None
             outcome.error.message[:500] if outcome.error else "",
             outcome.usage.prompt_tokens if outcome.usage else None,
             outcome.usage.completion_tokens if outcome.usage else None,
+            outcome.finish_reason,
             outcome.latency_ms,
             now,
         )
@@ -479,6 +481,13 @@ class CompletionRun:
     @property
     def answer(self) -> str:
         return "".join(self.parts)
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why a complete answer ended: the model's finish_reason, "stop" if it did not say; else None."""
+        if self.status != Message.Status.COMPLETE:
+            return None
+        return (self.usage.finish_reason if self.usage is not None else None) or "stop"
 
     def start(self) -> CompletionRun:
         task = asyncio.get_running_loop().create_task(self._run())
@@ -577,6 +586,7 @@ class CompletionRun:
                     usage=self.usage,
                     error=self.error,
                     latency_ms=int((time.monotonic() - started) * 1000),
+                    finish_reason=self.finish_reason,
                 )
             )
         except Exception:

@@ -115,6 +115,9 @@ class Message(models.Model):
     model = models.CharField(max_length=200, blank=True, default="")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # Why a complete answer ended, in the model's words: "stop", "length" (cut
+    # by max tokens), "content_filter", ...; null while unfinished or failed.
+    finish_reason = models.CharField(max_length=32, null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -103,7 +103,7 @@ class MessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = [
             "id", "role", "content", "reference", "status", "error", "prompt_tokens", "completion_tokens",
-            "latency_ms", "created_at", "completed_at",
+            "finish_reason", "latency_ms", "created_at", "completed_at",
         ]
         read_only_fields = fields
 
@@ -145,3 +145,7 @@ class CompletionResultSerializer(serializers.Serializer):
     session_id = serializers.UUIDField()
     message_id = serializers.UUIDField()
     usage = UsageSerializer(allow_null=True)
+    finish_reason = serializers.CharField(
+        help_text='Why the answer ended, in the model\'s words: "stop", or "length" when max tokens cut it short '
+        '(also "content_filter" and the like, as the provider reports).'
+    )

@@ -328,6 +328,7 @@ def result_payload(prepared: Prepared, run: CompletionRun) -> dict:
         "session_id": str(prepared.session_id),
         "message_id": str(prepared.message_id),
         "usage": usage,
+        "finish_reason": run.finish_reason,
     }
 
 
@@ -400,6 +401,7 @@ async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) ->
     done = {"session_id": str(prepared.session_id), "message_id": str(prepared.message_id)}
     if run.usage is not None:
         done["usage"] = {"prompt_tokens": run.usage.prompt_tokens, "completion_tokens": run.usage.completion_tokens}
+    done["finish_reason"] = run.finish_reason
     yield _frame("done", done)
 
 

@@ -36,8 +36,17 @@ class Passage:
 
 @dataclass
 class Usage:
+    """What a finished answer cost, and why the model stopped.
+
+    `finish_reason` is the model's own word, as OpenAI-compatible servers
+    report it: "stop" (a natural end), "length" (cut by max tokens),
+    "content_filter", ...; None when the provider did not say. It takes no
+    part in comparisons: a Usage is its token counts.
+    """
+
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ class Provider(abc.ABC):
     Implementations are async generators:
 
         async for piece in provider.stream(request):
-            if isinstance(piece, Usage): ...   # at most once, last
+            if isinstance(piece, Usage): ...   # at most once, last (with finish_reason)
             else: ...                          # a text delta (str)
 
     Every failure, before or during the stream, is raised as `LLMError`.

@@ -318,7 +318,8 @@ class OpenAICompatibleProvider(Provider):
         # Deltas that arrive in one network read go out as one piece: a busy
         # process then falls behind by reads, not by tokens.
         loads = _loads
-        finished = done = False
+        done = False
+        finish: object = None  # the finish_reason, once one came
         usage: Usage | None = None
         try:
             if not source.event_stream:
@@ -330,7 +331,7 @@ class OpenAICompatibleProvider(Provider):
                 content = choice["message"].get("content")
                 if content:
                     yield _text(content)
-                finished = choice.get("finish_reason") is not None
+                finish = choice.get("finish_reason")
                 usage = _usage(event.get("usage"))
             else:
                 while not done:
@@ -353,7 +354,7 @@ class OpenAICompatibleProvider(Provider):
                                     if content:
                                         pieces.append(content if type(content) is str else _text(content))
                                 if choice.get("finish_reason") is not None:
-                                    finished = True
+                                    finish = choice["finish_reason"]
                             elif _is_error(event):
                                 raise self._reported_error(event.get("error") or event)
                             if event.get("usage"):
@@ -373,14 +374,18 @@ class OpenAICompatibleProvider(Provider):
             # Also runs when the consumer stops early (its client went away).
             await source.aclose(drain=done)
 
-        if not finished:
+        if finish is None:
             raise LLMError(
                 ErrorCode.UPSTREAM_BAD_RESPONSE,
                 f"The language model at {self._where} ended its answer without finishing it "
                 "(no finish_reason); try again, and check the server's logs if it persists.",
                 retryable=True,
             )
-        if usage is not None:
+        # An answer that did not simply end is said so even when no usage came.
+        reason = finish[:32] if isinstance(finish, str) and finish else "stop"
+        if usage is not None or reason != "stop":
+            usage = usage or Usage()
+            usage.finish_reason = reason
             yield usage
 
     async def _open_sdk(self, params: dict[str, Any]) -> _SDKSource:

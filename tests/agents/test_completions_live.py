@@ -311,3 +311,26 @@ def test_a_refused_request_says_what_to_do_alike_in_both_modes_and_in_the_sessio
     for session_id in (plain.headers["x-combo-session-id"], events[-1][1]["session_id"]):
         stored = session_messages(live, session_id)[-1]
         assert (stored["status"], stored["error"]) == ("failed", {"code": 30001, "message": error["message"]})
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_an_answer_cut_by_max_tokens_says_so_in_both_modes_and_in_the_session(live, streamed):
+    agent = new_agent(live, llm={"model": "fake", "max_tokens": 3})
+    if streamed:
+        _, events = stream(live, agent, "cut me short")
+        assert [kind for kind, _ in events if kind not in ("comment", "message")] == ["done"]
+        answer = "".join(data["answer"] for kind, data in events if kind == "message")
+        result = events[-1][1]
+    else:
+        response = ask(live, agent, "cut me short")
+        assert response.status_code == 200
+        result = response.json()["data"]
+        answer = result["answer"]
+    assert answer == "".join(answer_tokens("cut me short", 3))
+    assert result["finish_reason"] == "length"
+    stored = session_messages(live, result["session_id"])[-1]
+    assert (stored["status"], stored["content"], stored["finish_reason"]) == ("complete", answer, "length")
+    # A whole answer says "stop".
+    whole = ask(live, new_agent(live), "all of it").json()["data"]
+    assert whole["finish_reason"] == "stop"
+    assert session_messages(live, whole["session_id"])[-1]["finish_reason"] == "stop"

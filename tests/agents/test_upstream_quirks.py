@@ -165,3 +165,20 @@ async def test_a_404_names_the_model_that_was_asked_for(payload, transport):
     assert result[:3] == ("error", 30001, "")
     assert "model 'fake'" in result[3] and "COMBO_LLM_MODEL" in result[3] and "/v1" in result[3]
     assert len(result[3]) <= 500
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_the_reason_the_model_stopped_is_passed_on(transport):
+    # Cut by max tokens, with and without usage; and a whole (non-stream) body cut the same way.
+    cut = await run(streamed(sse(chunk("a"), chunk(finish="length"), USAGE_ONLY)), transport)
+    assert cut == ("ok", "a", Usage(4, 2)) and cut[2].finish_reason == "length"
+    cut = await run(streamed(sse(chunk("a"), chunk(finish="length"))), transport)
+    assert cut == ("ok", "a", Usage(None, None)) and cut[2].finish_reason == "length"
+    whole = json.dumps({"choices": [{"message": {"content": "a"}, "finish_reason": "length"}]}).encode()
+    cut = await run(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % len(whole) + whole, transport)
+    assert cut == ("ok", "a", Usage(None, None)) and cut[2].finish_reason == "length"
+    # A natural end: usage (when reported) says "stop"; nothing more is yielded when there is none.
+    ended = await run(streamed(sse(chunk("a"), chunk(finish="stop"), USAGE_ONLY)), transport)
+    assert ended[2].finish_reason == "stop"
+    assert await run(streamed(sse(chunk("a"), chunk(finish="stop"))), transport) == ("ok", "a", None)

@@ -51,6 +51,7 @@ def test_a_non_streamed_answer_is_a_typed_completion(client, agent):
     assert response.message_id
     assert response.reference == []
     assert response.usage.completion_tokens == len(response.answer.split())
+    assert response.finish_reason == "stop"
 
 
 def test_agent_id_alone_starts_a_session(client, agent):
@@ -95,13 +96,15 @@ def test_a_stream_yields_typed_events_whose_deltas_join_to_the_non_streamed_answ
     assert isinstance(done, DoneEvent) and done.type == "done"
     assert done.session_id == session.id and done.message_id
     assert done.usage.completion_tokens == plain.usage.completion_tokens
+    assert done.finish_reason == plain.finish_reason == "stop"
     assert stream.closed and stream.response.is_closed
 
     # final() after the loop still knows the whole answer.
     final = stream.final()
-    assert final.answer == plain.answer and final.message_id == done.message_id
+    assert final.answer == plain.answer and final.message_id == done.message_id and final.finish_reason == "stop"
     stored = wait_for_assistant_message(client, session.id)
     assert stored.id == done.message_id and stored.content == plain.answer and stored.status == "complete"
+    assert stored.finish_reason == "stop"
 
 
 def test_text_and_final_accumulate_the_whole_answer(client, agent):

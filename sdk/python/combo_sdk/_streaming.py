@@ -203,6 +203,7 @@ class _Accumulator:
             "session_id": self.done.session_id,
             "message_id": self.done.message_id,
             "usage": self.done.usage.to_dict() if self.done.usage is not None else None,
+            "finish_reason": self.done.finish_reason,
         }
         return Completion.from_dict(raw)
 

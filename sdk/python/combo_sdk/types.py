@@ -163,6 +163,7 @@ class Message(ComboObject):
     error: Optional[Dict[str, Any]] = None
     prompt_tokens: Optional[int] = None
     completion_tokens: Optional[int] = None
+    finish_reason: Optional[str] = None
     latency_ms: Optional[int] = None
     created_at: Optional[str] = None
     completed_at: Optional[str] = None
@@ -207,6 +208,7 @@ class Completion(ComboObject):
     session_id: Optional[str] = None
     message_id: Optional[str] = None
     usage: Optional[Usage] = None
+    finish_reason: Optional[str] = None
 
     _nested = {"reference": [Reference], "usage": Usage}
 
@@ -347,5 +349,6 @@ class DoneEvent(StreamEvent):
     session_id: Optional[str] = None
     message_id: Optional[str] = None
     usage: Optional[Usage] = None
+    finish_reason: Optional[str] = None
 
     _nested = {"usage": Usage}
