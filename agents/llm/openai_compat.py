@@ -321,6 +321,10 @@ class OpenAICompatibleProvider(Provider):
         done = False
         finish: object = None  # the finish_reason, once one came
         usage: Usage | None = None
+        # A reasoning model's thinking (`reasoning_content`, or `reasoning` as
+        # Ollama and newer vLLM name it) is not part of the answer; it is only
+        # noted, so that an answer of thinking alone is not passed as an empty one.
+        reasoned = answered = False
         try:
             if not source.event_stream:
                 # A server that ignored `stream: true` and sent the whole answer.
@@ -328,9 +332,13 @@ class OpenAICompatibleProvider(Provider):
                 if isinstance(event, dict) and not event.get("choices") and _is_error(event):
                     raise self._reported_error(event.get("error") or event, mid_answer=False)
                 choice = event["choices"][0]
-                content = choice["message"].get("content")
+                message = choice["message"]
+                content = message.get("content")
                 if content:
-                    yield _text(content)
+                    text = _text(content)
+                    answered = bool(text)
+                    yield text
+                reasoned = bool(message.get("reasoning_content") or message.get("reasoning"))
                 finish = choice.get("finish_reason")
                 usage = _usage(event.get("usage"))
             else:
@@ -353,6 +361,8 @@ class OpenAICompatibleProvider(Provider):
                                     content = delta.get("content")
                                     if content:
                                         pieces.append(content if type(content) is str else _text(content))
+                                    elif not reasoned:
+                                        reasoned = bool(delta.get("reasoning_content") or delta.get("reasoning"))
                                 if choice.get("finish_reason") is not None:
                                     finish = choice["finish_reason"]
                             elif _is_error(event):
@@ -365,7 +375,9 @@ class OpenAICompatibleProvider(Provider):
                             yield "".join(pieces)
                         raise
                     if pieces:
-                        yield pieces[0] if len(pieces) == 1 else "".join(pieces)
+                        text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+                        answered = answered or bool(text)
+                        yield text
         except LLMError:
             raise
         except Exception as err:  # noqa: BLE001
@@ -383,6 +395,8 @@ class OpenAICompatibleProvider(Provider):
             )
         # An answer that did not simply end is said so even when no usage came.
         reason = finish[:32] if isinstance(finish, str) and finish else "stop"
+        if reasoned and not answered:
+            raise self._reasoning_only(reason)
         if usage is not None or reason != "stop":
             usage = usage or Usage()
             usage.finish_reason = reason
@@ -581,6 +595,22 @@ class OpenAICompatibleProvider(Provider):
             ErrorCode.UPSTREAM_ERROR,
             f"The language model at {self._where} {said}{self._scrubbed(text)}; {advice}.",
             retryable=True,
+        )
+
+    def _reasoning_only(self, finish_reason: str) -> LLMError:
+        """A reasoning model that thought but gave no answer text."""
+        if finish_reason == "length":
+            said, advice = (
+                'spent its whole answer on reasoning and gave no answer (finish_reason "length")',
+                "raise the agent's max tokens, or ask for less",
+            )
+        else:
+            said, advice = (
+                "sent only reasoning and no answer",
+                "try again, and if it persists check the server's reasoning parser settings",
+            )
+        return LLMError(
+            ErrorCode.UPSTREAM_BAD_RESPONSE, f"The language model at {self._where} {said}; {advice}.", retryable=True
         )
 
     def _bad_response(self, err: Exception) -> LLMError:

@@ -334,3 +334,28 @@ def test_an_answer_cut_by_max_tokens_says_so_in_both_modes_and_in_the_session(li
     whole = ask(live, new_agent(live), "all of it").json()["data"]
     assert whole["finish_reason"] == "stop"
     assert session_messages(live, whole["session_id"])[-1]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_a_reasoning_models_thinking_is_left_out_and_thinking_alone_is_no_answer(live, upstream, streamed):
+    whole, cut = new_agent(live, llm={"model": "fake-reasoning"}), new_agent(
+        live, llm={"model": "fake-reasoning", "max_tokens": 2})
+    if streamed:
+        _, events = stream(live, whole, "think first")
+        answer = "".join(data["answer"] for kind, data in events if kind == "message")
+        session_id = events[-1][1]["session_id"]
+        _, events = stream(live, cut, "think first")
+        assert [kind for kind, _ in events if kind not in ("comment", "message")] == ["error", "done"]
+        error = [data for kind, data in events if kind == "error"][0]
+        cut_session = events[-1][1]["session_id"]
+    else:
+        response = ask(live, whole, "think first")
+        answer, session_id = response.json()["data"]["answer"], response.json()["data"]["session_id"]
+        response = ask(live, cut, "think first")
+        assert response.status_code == 502
+        error, cut_session = response.json(), response.headers["x-combo-session-id"]
+    assert answer == "".join(answer_tokens("think first", 10))  # "Let me think." is not in it
+    assert session_messages(live, session_id)[-1]["content"] == answer
+    assert error["code"] == 30006 and "max tokens" in error["message"]
+    stored = session_messages(live, cut_session)[-1]
+    assert (stored["status"], stored["content"], stored["error"]["code"]) == ("failed", "", 30006)

@@ -182,3 +182,30 @@ async def test_the_reason_the_model_stopped_is_passed_on(transport):
     ended = await run(streamed(sse(chunk("a"), chunk(finish="stop"), USAGE_ONLY)), transport)
     assert ended[2].finish_reason == "stop"
     assert await run(streamed(sse(chunk("a"), chunk(finish="stop"))), transport) == ("ok", "a", None)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_reasoning_is_not_the_answer_and_reasoning_without_an_answer_is_no_success(transport):
+    # DeepSeek and vLLM's reasoning parsers say `reasoning_content`, Ollama and newer vLLM `reasoning`.
+    body = sse(ROLE, chunk(None, reasoning_content="Hm, "), chunk(None, reasoning="let me see."), chunk("Yes."),
+               chunk(finish="stop"))
+    assert await run(streamed(body), transport) == ("ok", "Yes.", None)
+    whole = json.dumps({"choices": [{"message": {"content": "Yes.", "reasoning_content": "Hm."},
+                                     "finish_reason": "stop"}]}).encode()
+    response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(whole)
+                + whole)
+    assert await run(response, transport) == ("ok", "Yes.", None)
+    # All the tokens went to reasoning: not an empty success.
+    for finish, says in (("length", "max tokens"), ("stop", "reasoning parser")):
+        body = sse(ROLE, chunk(None, reasoning_content="Hm, "), chunk(None, reasoning_content="still"),
+                   chunk(finish=finish))
+        result = await run(streamed(body), transport)
+        assert result[:3] == ("error", 30006, ""), result
+        assert "reasoning" in result[3] and "no answer" in result[3] and says in result[3]
+        whole = json.dumps({"choices": [{"message": {"content": None, "reasoning": "Hm."},
+                                         "finish_reason": finish}]}).encode()
+        response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % len(whole) + whole)
+        assert (await run(response, transport))[:3] == ("error", 30006, "")
+    # An empty answer without reasoning is what the model said.
+    assert await run(streamed(sse(ROLE, chunk(""), chunk(finish="stop"))), transport) == ("ok", "", None)

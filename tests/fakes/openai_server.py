@@ -26,6 +26,10 @@ Behaviour is chosen by the request's `model`:
     fake-nostream               ignores `stream: true`: answers one JSON body
     fake-oddusage               streams normally but reports usage no counter
                                 can hold: a string and an integer beyond 64 bits
+    fake-reasoning              streams two `reasoning_content` tokens ("Let me",
+                                " think."), as vLLM's and DeepSeek's reasoning
+                                models do, then the answer; they count against
+                                `max_tokens` too
     fake-oddtext                streams normally, but its second token ends
                                 in a NUL and a lone UTF-16 surrogate (both
                                 valid JSON escapes, neither storable text)
@@ -69,6 +73,7 @@ MODELS = [
     "fake-nostream",
     "fake-oddusage",
     "fake-oddtext",
+    "fake-reasoning",
     "fake-500",
     "fake-429",
     "fake-401",
@@ -354,15 +359,16 @@ class FakeOpenAIServer:
         for key in ("max_completion_tokens", "max_tokens"):
             if isinstance(body.get(key), int) and body[key] >= 0:
                 limit = min(limit, body[key])
-        tokens = answer_tokens(_last_user_text(messages), limit)
+        reasoning = ["Let me", " think."][:limit] if model == "fake-reasoning" else []
+        tokens = answer_tokens(_last_user_text(messages), limit - len(reasoning))
         if model == "fake-oddtext" and len(tokens) > 1:
             tokens[1] += ODD_TEXT
         finish = "length" if limit < self.tokens else "stop"
         prompt_tokens = _prompt_tokens(messages)
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(tokens),
-            "total_tokens": prompt_tokens + len(tokens),
+            "completion_tokens": len(reasoning) + len(tokens),
+            "total_tokens": prompt_tokens + len(reasoning) + len(tokens),
         }
         if model == "fake-oddusage":
             usage = {"prompt_tokens": str(prompt_tokens), "completion_tokens": 2**70, "total_tokens": -1}
@@ -383,7 +389,10 @@ class FakeOpenAIServer:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "".join(tokens), "refusal": None},
+                            "message": {
+                                "role": "assistant", "content": "".join(tokens), "refusal": None,
+                                **({"reasoning_content": "".join(reasoning)} if reasoning else {}),
+                            },
                             "logprobs": None,
                             "finish_reason": finish,
                         }
@@ -395,7 +404,8 @@ class FakeOpenAIServer:
         include_usage = model != "fake-nousage" and bool((body.get("stream_options") or {}).get("include_usage"))
         interval = self.slow_interval if model == "fake-slow" else self.interval
         return await self._stream(
-            reader, writer, model, completion_id, created, tokens, finish, usage if include_usage else None, interval
+            reader, writer, model, completion_id, created, tokens, finish, usage if include_usage else None, interval,
+            reasoning,
         )
 
     async def _stream(
@@ -409,6 +419,7 @@ class FakeOpenAIServer:
         finish: str,
         usage: dict | None,
         interval: float,
+        reasoning: list[str] | None = None,
     ) -> bool:
         # Every chunk shares this envelope; only the choices differ. Built once
         # per stream so the per-token cost is one small json.dumps.
@@ -423,6 +434,8 @@ class FakeOpenAIServer:
             return _event(head + delta + tail)
 
         writer.write(_SSE_HEAD + delta_event(b'{"role":"assistant","content":"","refusal":null}'))
+        for thought in reasoning or ():
+            writer.write(delta_event(b'{"content":null,"reasoning_content":%s}' % _dumps(thought)))
         faulty = model in ("fake-stall", "fake-cut", "fake-truncated", "fake-garbage")
         loop = asyncio.get_running_loop()
         started = loop.time()
