@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from agents.llm import sse
@@ -65,3 +67,23 @@ def test_a_lone_cr_ends_a_line_as_crlf_and_lf_do_wherever_the_reads_split():
         for size in (1, 2, 3, 5, len(stream)):
             chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
             assert feed_all(SSEParser(), chunks) == [b'{"a":1}', b"x\ny", b"[DONE]"], (newline, size)
+
+
+def test_a_long_line_read_in_small_pieces_costs_time_in_proportion_to_its_length():
+    # Joined again on every read, a 4 MiB line in 1 KiB reads took seconds of the event loop.
+    line = b"data: " + b"x" * (4 << 20) + b"\r\n\r\ndata: [DONE]\n\n"
+    parser, events = SSEParser(), []
+    started = time.perf_counter()
+    for start in range(0, len(line), 1024):
+        events += parser.feed(line[start:start + 1024])
+    assert time.perf_counter() - started < 1.0
+    assert events == [b"x" * (4 << 20), b"[DONE]"]
+
+
+def test_a_long_line_over_the_limit_is_refused_whatever_its_pieces(monkeypatch):
+    monkeypatch.setattr(sse, "MAX_EVENT_BYTES", 1000)
+    parser = SSEParser()
+    parser.feed(b"data: x")
+    with pytest.raises(ValueError, match="size limit"):
+        for _ in range(20):
+            parser.feed(b"x" * 100)
