@@ -553,11 +553,7 @@ class OpenAICompatibleProvider(Provider):
             )
         elif _context_exceeded(err.body):
             detail = self._upstream_detail(err, _SHORT_UPSTREAM_DETAIL)
-            hint = (
-                "the question, the session's history and the knowledge passages do not fit the model's "
-                "context: ask a shorter question or start a new session (operators: lower the agent's max "
-                "tokens, COMBO_PROMPT_HISTORY_CHARS or COMBO_RETRIEVAL_TOP_K)"
-            )
+            hint = _CONTEXT_ADVICE
         else:
             hint = "check the model name and the request limits of the provider"
         return LLMError(
@@ -587,6 +583,13 @@ class OpenAICompatibleProvider(Provider):
     def _reported_error(self, error: object, *, mid_answer: bool = True) -> LLMError:
         """The upstream's own `{"error": ...}`: an event inside the stream, or a 200 body instead of an answer."""
         text = error.get("message") if isinstance(error, dict) else error
+        if _context_exceeded(error):
+            return LLMError(
+                ErrorCode.UPSTREAM_ERROR,
+                f"The language model at {self._where} refused the request"
+                f"{self._scrubbed(text, _SHORT_UPSTREAM_DETAIL)}; {_CONTEXT_ADVICE}.",
+                retryable=False,
+            )
         said, advice = (
             ("reported an error mid-answer", "try again") if mid_answer
             else ("answered with an error instead of an answer", "check the agent's model and try again")
@@ -643,6 +646,11 @@ class OpenAICompatibleProvider(Provider):
 
 # How OpenAI (`context_length_exceeded`), vLLM ("maximum context length"),
 # llama.cpp (`exceed_context_size_error`) and LM Studio say a prompt is too long.
+_CONTEXT_ADVICE = (
+    "the question, the session's history and the knowledge passages do not fit the model's context: ask a "
+    "shorter question or start a new session (operators: lower the agent's max tokens, "
+    "COMBO_PROMPT_HISTORY_CHARS or COMBO_RETRIEVAL_TOP_K)"
+)
 _CONTEXT_PATTERN = re.compile(
     r"(?i)context[ _](?:length|size|window)|maximum context|prompt is too long|too many (?:input )?tokens"
 )

@@ -259,15 +259,18 @@ WHOLE_ERROR = json.dumps({"error": {"message": "The model `gpt-x` does not exist
         # Content that is not text: a malformed answer, and what came before it is kept.
         (event_stream(delta("a"), delta(5), STOP), ("error", 30006, True, "a"), "malformed"),
         (event_stream(delta("a"), delta({"text": "b"}), STOP), ("error", 30006, True, "a"), "malformed"),
-        # vLLM's error object mid-stream: the upstream's own words, not "malformed".
+        # vLLM's error object mid-stream: the upstream's own words, not "malformed" (and a prompt
+        # too long for the model is no better the second time).
         (event_stream(delta("a"), {"object": "error", "message": "maximum context length is 4096 tokens",
                                    "type": "BadRequestError", "code": 400}),
-         ("error", 30001, True, "a"), "maximum context length is 4096 tokens"),
+         ("error", 30001, False, "a"), "maximum context length is 4096 tokens"),
+        (event_stream(delta("a"), {"object": "error", "message": "CUDA out of memory", "code": 500}),
+         ("error", 30001, True, "a"), "CUDA out of memory"),
         # An error body with 200 where a stream was asked for.
         (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(WHOLE_ERROR)
          + WHOLE_ERROR, ("error", 30001, True, ""), "does not exist"),
     ],
-    ids=["text-parts", "number", "object", "vllm-error-object", "error-body-with-200"],
+    ids=["text-parts", "number", "object", "vllm-context-error-object", "vllm-error-object", "error-body-with-200"],
 )
 async def test_odd_answers_are_read_or_refused_alike_on_both_paths(response, expected, says, transport):
     async with ScriptedServer([response], close_after=1) as server:

@@ -209,3 +209,16 @@ async def test_reasoning_is_not_the_answer_and_reasoning_without_an_answer_is_no
         assert (await run(response, transport))[:3] == ("error", 30006, "")
     # An empty answer without reasoning is what the model said.
     assert await run(streamed(sse(ROLE, chunk(""), chunk(finish="stop"))), transport) == ("ok", "", None)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_prompt_over_the_context_window_reported_inside_a_200_stream_says_what_to_do_too(transport):
+    # llama.cpp and vLLM may send their refusal as an error event after a 200 head.
+    for error in ({"error": {"code": 400, "message": "the request exceeds the available context size, try "
+                             "increasing it", "type": "exceed_context_size_error"}},
+                  {"object": "error", "message": "This model's maximum context length is 2048 tokens.",
+                   "type": "BadRequestError", "code": 400}):
+        result = await run(streamed(sse(error)), transport)
+        assert result[:3] == ("error", 30001, "")
+        assert "shorter question" in result[3] and "COMBO_PROMPT_HISTORY_CHARS" in result[3], result[3]
+        assert len(result[3]) <= 500
