@@ -386,11 +386,12 @@ class OpenAICompatibleProvider(Provider):
             # Also runs when the consumer stops early (its client went away).
             await source.aclose(drain=done)
 
-        if finish is None:
+        if finish is None and not done:
+            # Neither a finish_reason nor [DONE] (which some servers send without one): cut short.
             raise LLMError(
                 ErrorCode.UPSTREAM_BAD_RESPONSE,
                 f"The language model at {self._where} ended its answer without finishing it "
-                "(no finish_reason); try again, and check the server's logs if it persists.",
+                "(no finish_reason, no [DONE]); try again, and check the server's logs if it persists.",
                 retryable=True,
             )
         # An answer that did not simply end is said so even when no usage came.

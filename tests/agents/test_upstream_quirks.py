@@ -222,3 +222,10 @@ async def test_a_prompt_over_the_context_window_reported_inside_a_200_stream_say
         assert result[:3] == ("error", 30001, "")
         assert "shorter question" in result[3] and "COMBO_PROMPT_HISTORY_CHARS" in result[3], result[3]
         assert len(result[3]) <= 500
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_done_without_a_finish_reason_is_a_whole_answer(transport):
+    # Some servers and gateways never set finish_reason; [DONE] is their end of the answer.
+    assert await run(streamed(sse(ROLE, chunk("a"), chunk("b"))), transport) == ("ok", "ab", None)
+    assert await run(streamed(sse(chunk("a"), USAGE_ONLY)), transport) == ("ok", "a", Usage(4, 2))
