@@ -32,7 +32,7 @@ import re
 import socket
 import threading
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -326,9 +326,18 @@ class OpenAICompatibleProvider(Provider):
         # noted, so that an answer of thinking alone is not passed as an empty one.
         reasoned = answered = False
         try:
+            events = source.events
+            whole = None
             if not source.event_stream:
+                body = await source.body()
+                if body[:64].lstrip().startswith((b"data:", b":", b"event:", b"id:")):
+                    # Server-sent events under another Content-Type (or none).
+                    events = _replayed(body)
+                else:
+                    whole = body
+            if whole is not None:
                 # A server that ignored `stream: true` and sent the whole answer.
-                event = loads(await source.body())
+                event = loads(whole)
                 if isinstance(event, dict) and not event.get("choices") and _is_error(event):
                     raise self._reported_error(event.get("error") or event, mid_answer=False)
                 choice = event["choices"][0]
@@ -343,7 +352,7 @@ class OpenAICompatibleProvider(Provider):
                 usage = _usage(event.get("usage"))
             else:
                 while not done:
-                    batch = await source.events()
+                    batch = await events()
                     if not batch:
                         break
                     pieces: list[str] = []
@@ -683,7 +692,7 @@ class _SDKSource:
     def __init__(self, opening: Any, http_response: Any) -> None:
         self._opening = opening
         self._response = http_response
-        self.event_stream = http_response.headers.get("content-type", "").startswith("text/event-stream")
+        self.event_stream = http_response.headers.get("content-type", "").lower().startswith("text/event-stream")
         self._chunks = http_response.aiter_bytes()
         self._parser = SSEParser()
         self._ended = False
@@ -716,6 +725,17 @@ class _SDKSource:
             await self._opening.__aexit__(None, None, None)
         except Exception:  # noqa: BLE001 - already failing or closing
             pass
+
+
+def _replayed(body: bytes) -> Callable[[], Awaitable[list[bytes]]]:
+    """`events` for a whole body of server-sent events: all of them, then []."""
+    parser = SSEParser()
+    batches = [parser.feed(body) + parser.finish()]
+
+    async def events() -> list[bytes]:
+        return batches.pop() if batches else []
+
+    return events
 
 
 class _LeanSource:

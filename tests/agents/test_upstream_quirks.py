@@ -229,3 +229,16 @@ async def test_done_without_a_finish_reason_is_a_whole_answer(transport):
     # Some servers and gateways never set finish_reason; [DONE] is their end of the answer.
     assert await run(streamed(sse(ROLE, chunk("a"), chunk("b"))), transport) == ("ok", "ab", None)
     assert await run(streamed(sse(chunk("a"), USAGE_ONLY)), transport) == ("ok", "a", Usage(4, 2))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("content_type", [b"Text/Event-Stream", b"text/plain; charset=utf-8", None])
+async def test_events_under_another_content_type_are_read_as_events(content_type, transport):
+    body = b": hello\n\n" + sse(chunk("a"), chunk("b"), chunk(finish="stop"), USAGE_ONLY)
+    head = b"HTTP/1.1 200 OK\r\n" + (b"Content-Type: " + content_type + b"\r\n" if content_type else b"")
+    for framing in (b"Content-Length: %d\r\n\r\n" % len(body) + body,
+                    b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, 10)):
+        assert await run(head + framing, transport) == ("ok", "ab", Usage(4, 2))
+    # Cut short is cut short however it is labelled.
+    body = sse(chunk("a"), done=False)
+    assert (await run(head + b"Content-Length: %d\r\n\r\n" % len(body) + body, transport))[:3] == ("error", 30006, "a")
