@@ -80,8 +80,14 @@ ROLE = {"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant"}, "fin
         (sse(ROLE, chunk(None), chunk("Hé"), chunk(" là", reasoning_content=None),
              {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
               "usage": {"prompt_tokens": 4, "completion_tokens": 2}}), "close"),
+        # Azure's first chunk: no choices, only prompt_filter_results.
+        (sse({"id": "", "choices": [], "prompt_filter_results": [{"prompt_index": 0}]}, ROLE, chunk("Hé"),
+             chunk(" là", finish="stop"), USAGE_ONLY), "chunked"),
+        # The last line without its blank line, then the connection closes.
+        (sse(ROLE, chunk("Hé"), chunk(" là"), chunk(finish="stop"), USAGE_ONLY)[:-2], "close"),
     ],
-    ids=["plain", "no-space", "crlf", "cr", "comments-and-fields", "null-content-and-usage-on-last"],
+    ids=["plain", "no-space", "crlf", "cr", "comments-and-fields", "null-content-and-usage-on-last",
+         "azure-filter-results-and-content-with-finish", "no-final-blank-line"],
 )
 async def test_stream_shapes_real_servers_send(body, framing, transport):
     assert await run(streamed(body, framing), transport) == ("ok", "Hé là", Usage(4, 2))
@@ -126,7 +132,7 @@ def refusal(status: int, payload: object) -> bytes:
     "payload",
     [
         {"error": {"message": "This model's maximum context length is 4096 tokens. However, you requested 5000 "
-                              "tokens. Please reduce the length of the messages or completion.",
+                              "tokens (key sk-test-key-123). Please reduce the length of the messages.",
                    "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}},
         {"object": "error", "message": "This model's maximum context length is 2048 tokens. However, you "
                                        "requested 3000 tokens (2900 in the messages, 100 in the completion).",
