@@ -319,17 +319,22 @@ async def _started(run: CompletionRun, frames: AsyncIterator[bytes]) -> AsyncIte
 
 
 def result_payload(prepared: Prepared, run: CompletionRun) -> dict:
-    usage = None
-    if run.usage is not None:
-        usage = {"prompt_tokens": run.usage.prompt_tokens, "completion_tokens": run.usage.completion_tokens}
     return {
         "answer": run.answer,
         "reference": prepared.references,
         "session_id": str(prepared.session_id),
         "message_id": str(prepared.message_id),
-        "usage": usage,
+        "usage": _usage(run),
         "finish_reason": run.finish_reason,
     }
+
+
+def _usage(run: CompletionRun) -> dict | None:
+    """The token counts the provider reported; None when it gave none (a finish reason alone is not usage)."""
+    usage = run.usage
+    if usage is None or (usage.prompt_tokens is None and usage.completion_tokens is None):
+        return None
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens}
 
 
 def _frame(event: str, data: dict) -> bytes:
@@ -399,8 +404,8 @@ async def sse_frames(run: CompletionRun, prepared: Prepared, request_id: str) ->
         body = error_body(error.error, error.message, request_id, extra=error.extra)
         yield _frame("error", body)
     done = {"session_id": str(prepared.session_id), "message_id": str(prepared.message_id)}
-    if run.usage is not None:
-        done["usage"] = {"prompt_tokens": run.usage.prompt_tokens, "completion_tokens": run.usage.completion_tokens}
+    if (usage := _usage(run)) is not None:
+        done["usage"] = usage
     done["finish_reason"] = run.finish_reason
     yield _frame("done", done)
 
