@@ -13,6 +13,14 @@ it) for API_KEY_CACHE_SECONDS, and forgotten whenever it can have changed:
 each at once and again when the transaction commits, so a request running
 meanwhile cannot put the old row back for long. Every check (hash, revoked,
 expiry, owner active) still runs on every request; only the read is saved.
+
+A drop can fail: the cache unreachable for a moment while a key is revoked.
+The old row would then be believed again once the cache is back. So every
+entry carries the cache's current generation (one shared value in the cache),
+and a process that has seen any cache call fail starts a new generation the
+next time it reaches the cache: entries of the old one are read from the
+database again, by every process.
+
 The owner's password hash is never cached: the owner comes back without it
 (a deferred field, read from the database if anything asks for it).
 
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 
 from django.conf import settings
 from django.core.cache import cache
@@ -43,8 +52,13 @@ logger = logging.getLogger("combo.auth")
 
 _OWNER_FIELDS = tuple(f.attname for f in User._meta.concrete_fields if f.attname != "password")
 _KEY_FIELDS = tuple(f.attname for f in ApiKey._meta.concrete_fields)
-# A change to either model's columns changes the cache key: no stale shape is read.
-_SHAPE = hashlib.sha256(repr((_KEY_FIELDS, _OWNER_FIELDS)).encode()).hexdigest()[:8]
+# A change to either model's columns (or to the entries' layout) changes the cache key: no stale shape is read.
+_SHAPE = hashlib.sha256(repr(("generation", _KEY_FIELDS, _OWNER_FIELDS)).encode()).hexdigest()[:8]
+_GENERATION = f"combo:apikey:{_SHAPE}:generation"
+# The ApiKey attribute holding the generation its row was read under (absent: do not cache it).
+_READ_UNDER = "_combo_cache_generation"
+# cache_breaker.failures when this process last started a generation.
+_failures_seen = 0
 
 
 def _seconds() -> int:
@@ -60,25 +74,47 @@ def get_many(prefixes) -> dict[str, ApiKey]:
     prefixes = set(prefixes)
     found: dict[str, ApiKey] = {}
     seconds = _seconds()
-    if seconds > 0 and prefixes and cache_breaker.allow():
+    cached = seconds > 0 and prefixes and cache_breaker.allow()
+    if cached:
         try:
-            entries = cache.get_many([_cache_key(prefix) for prefix in prefixes])
+            generation = _new_generation_after_failures()
+            entries = cache.get_many([_GENERATION, *(_cache_key(prefix) for prefix in prefixes)])
         except Exception as exc:  # noqa: BLE001 - the database answers instead
             logger.debug("API key cache unavailable: %s", type(exc).__name__)
             cache_breaker.failed(exc)
-            entries = {}
+            cached = False
         else:
             cache_breaker.succeeded()
-        for prefix in prefixes:
-            entry = entries.get(_cache_key(prefix))
-            if entry is not None:
-                found[prefix] = _rebuild(entry)
+            generation = entries.get(_GENERATION, generation)
+            for prefix in prefixes:
+                entry = entries.get(_cache_key(prefix))
+                if entry is not None and entry[0] == generation:
+                    found[prefix] = _rebuild(entry)
     missing = prefixes - found.keys()
     if missing:
         read = {key.prefix: key for key in ApiKey.objects.select_related("owner").filter(prefix__in=missing)}
         found.update(read)
-        remember(*read.values())
+        if cached:
+            for api_key in read.values():
+                setattr(api_key, _READ_UNDER, generation)
+            remember(*read.values())
     return found
+
+
+def _new_generation_after_failures() -> str | None:
+    """A new generation when a cache call of this process failed since the last one (else None: read it).
+
+    Whatever failed (a dropped entry perhaps) the entries written before are
+    no longer believed, here or in any other process.
+    """
+    global _failures_seen
+    failures = cache_breaker.failures
+    if failures == _failures_seen:
+        return None
+    generation = uuid.uuid4().hex
+    cache.set(_GENERATION, generation, None)
+    _failures_seen = failures
+    return generation
 
 
 def get(prefix: str) -> ApiKey | None:
@@ -87,12 +123,18 @@ def get(prefix: str) -> ApiKey | None:
 
 
 def remember(*api_keys: ApiKey) -> None:
-    """Store the keys (with their owners loaded) as they are now (not while the cache breaker is open)."""
+    """Store the keys (with their owners loaded) as they are now (not while the cache breaker is open).
+
+    Only keys read through `get_many` with the cache answering: each is stored
+    under the generation it was read in, so a row read before a new one began is never believed.
+    """
     seconds = _seconds()
+    api_keys = [api_key for api_key in api_keys if hasattr(api_key, _READ_UNDER)]
     if seconds <= 0 or not api_keys or not cache_breaker.allow():
         return
     entries = {
         _cache_key(api_key.prefix): (
+            getattr(api_key, _READ_UNDER),
             tuple(getattr(api_key, name) for name in _KEY_FIELDS),
             tuple(getattr(api_key.owner, name) for name in _OWNER_FIELDS),
         )
@@ -108,9 +150,10 @@ def remember(*api_keys: ApiKey) -> None:
 
 
 def _rebuild(entry) -> ApiKey:
-    key_values, owner_values = entry
+    generation, key_values, owner_values = entry
     api_key = ApiKey.from_db("default", _KEY_FIELDS, key_values)
     api_key.owner = User.from_db("default", _OWNER_FIELDS, owner_values)
+    setattr(api_key, _READ_UNDER, generation)
     return api_key
 
 
@@ -127,9 +170,9 @@ def forget(*prefixes: str) -> None:
     def drop() -> None:
         try:
             cache.delete_many(names)
-        except Exception as exc:  # noqa: BLE001 - entries then expire on their own
-            logger.warning("could not drop cached API keys (%s); they expire within %s s",
-                           type(exc).__name__, _seconds())
+        except Exception as exc:  # noqa: BLE001 - a new generation outdates them (get_many)
+            logger.warning("could not drop cached API keys (%s); they are read from the database "
+                           "once the cache is back", type(exc).__name__)
             cache_breaker.failed(exc)
         else:
             cache_breaker.succeeded()

@@ -47,6 +47,7 @@ class CacheBreaker:
         self._opened_at = 0.0  # time.monotonic() of the failure that opened it
         self._lock = threading.Lock()
         self.last_error = ""  # describe() of the latest failure
+        self.failures = 0  # cache calls that failed in this process, ever (accounts.keycache reads it)
 
     @property
     def is_open(self) -> bool:
@@ -72,6 +73,7 @@ class CacheBreaker:
 
     def failed(self, exc: BaseException) -> None:
         """A cache call failed: skip the cache for COMBO_CACHE_RETRY_SECONDS from now."""
+        self.failures += 1
         seconds = settings.COMBO_CACHE_RETRY_SECONDS
         if seconds <= 0:
             return

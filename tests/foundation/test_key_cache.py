@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
 from accounts import keycache, keys, services
 from accounts.models import ApiKey
+from combo.cachebreaker import cache_breaker
 from combo.errors import ComboError, ErrorCode
 from tests.foundation.helpers import assert_error
 
@@ -162,3 +163,31 @@ def test_the_stream_paths_batch_reads_keys_through_the_same_cache(alice, bob):
     after = services.authenticate_bearers(headers)
     assert after[0].user.pk == alice.user.pk
     assert isinstance(after[1], ComboError) and after[1].error is ErrorCode.CREDENTIAL_REVOKED
+
+
+def test_a_key_revoked_while_the_cache_was_unreachable_stays_refused_when_it_is_back(alice, monkeypatch):
+    """The revocation could not drop the cached row; the row must not be believed once the cache answers again."""
+    services.authenticate_api_key(alice.api_key)  # now cached
+    monkeypatch.setattr(caches["default"], "delete_many", _unreachable)
+    services.api_key_revoke(api_key=ApiKey.objects.get(owner=alice.user))
+    monkeypatch.undo()
+    cache_breaker.reset()  # the cache answers again (its retry time is up)
+    for _ in range(2):
+        with pytest.raises(ComboError) as raised:
+            services.authenticate_api_key(alice.api_key)
+        assert raised.value.error is ErrorCode.CREDENTIAL_REVOKED
+
+
+def test_rows_cached_before_an_outage_this_process_saw_are_read_again(alice):
+    """Another process revoked the key while the cache was unreachable and could not drop its row."""
+    services.authenticate_api_key(alice.api_key)  # now cached
+    ApiKey.objects.filter(owner=alice.user).update(revoked_at=timezone.now())  # no forget: it failed elsewhere
+    cache_breaker.failed(ConnectionError("cache unreachable"))  # seen here too (a rate-limit count, say)
+    cache_breaker.reset()  # and back
+    with pytest.raises(ComboError) as raised:
+        services.authenticate_api_key(alice.api_key)
+    assert raised.value.error is ErrorCode.CREDENTIAL_REVOKED
+
+
+def _unreachable(*args, **kwargs):
+    raise ConnectionError("cache unreachable")
