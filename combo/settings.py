@@ -50,12 +50,13 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    # Before django_tasks_db: its `db_worker` command is Combo's (combo/management/commands/db_worker.py).
+    "combo",
     "django_tasks",
     "django_tasks_db",
     # Listed for its system checks (a cache it can count in); Combo calls its core
     # from combo.ratelimit rather than using its decorator.
     "django_ratelimit",
-    "combo",
     "accounts",
     "agents",
     "integrations",
