@@ -50,7 +50,7 @@ from combo.api.exceptions import _classify
 from combo.api.middleware import new_request_id
 from combo.api.parsers import MalformedBody, loads_object
 from combo.batching import CheckThenRecord
-from combo.errors import ComboError, ErrorCode, challenge
+from combo.errors import ComboError, ErrorCode, challenge, database_unavailable
 
 logger = logging.getLogger("combo.completions")
 
@@ -268,9 +268,9 @@ async def handle_completion(
         )
     except ComboError as exc:
         return _error_reply(exc, request_id)
-    except Exception:
+    except Exception as exc:
         logger.exception("completion request failed before streaming")
-        return _error_reply(ComboError(ErrorCode.INTERNAL_ERROR), request_id)
+        return _error_reply(database_unavailable(exc) or ComboError(ErrorCode.INTERNAL_ERROR), request_id)
 
     if not same_loop:
         await asyncio.wait([recorded])
@@ -278,6 +278,9 @@ async def handle_completion(
             failure = None if recorded.cancelled() else recorded.exception()
             if isinstance(failure, ComboError):  # its session or agent was deleted meanwhile
                 return _error_reply(_counted(failure, limit_headers), request_id)
+            unavailable = database_unavailable(failure) if failure is not None else None
+            if unavailable is not None:
+                return _error_reply(_counted(unavailable, limit_headers), request_id)
             return _error_reply(ComboError(ErrorCode.INTERNAL_ERROR), request_id)
         recorded = None
     run = CompletionRun(prepared, recorded=recorded)

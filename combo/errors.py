@@ -128,6 +128,24 @@ class ComboError(Exception):
         super().__init__(self.message)
 
 
+def database_unavailable(exc: BaseException) -> ComboError | None:
+    """The error for an exception that says the database cannot answer now (None: not such an exception).
+
+    A restart, a failover, a dropped connection or a pool with no connection
+    to give: 503 service_unavailable with Retry-After, which clients retry, not
+    500 internal_error. The exception itself is for the logs only.
+    """
+    from django.db.utils import InterfaceError, OperationalError
+
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return None
+    return ComboError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        "The database is unavailable; retry the request in a moment.",
+        headers={"Retry-After": "5"},
+    )
+
+
 _SIGNATURE_CODES = frozenset({10140, 10141, 10142, 10143, 10144})
 
 

@@ -20,7 +20,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from combo.api.envelope import error_body
-from combo.errors import ComboError, ErrorCode, challenge
+from combo.errors import ComboError, ErrorCode, challenge, database_unavailable
 
 logger = logging.getLogger("combo.api")
 
@@ -86,7 +86,7 @@ def _classify(exc: Exception) -> ComboError:
         return ComboError(ErrorCode.RATE_LIMITED)
     if isinstance(exc, drf.APIException):
         return ComboError(ErrorCode.BAD_REQUEST, str(exc.detail))
-    return ComboError(ErrorCode.INTERNAL_ERROR)
+    return database_unavailable(exc) or ComboError(ErrorCode.INTERNAL_ERROR)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response:

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils.deprecation import MiddlewareMixin
 
 from combo.api.envelope import error_response
-from combo.errors import ErrorCode
+from combo.errors import ErrorCode, database_unavailable
 
 logger = logging.getLogger("combo.api")
 
@@ -128,4 +128,7 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
         if not is_api_path(request.path):
             return None
         logger.exception("unhandled error in %s", request.path, exc_info=exception)
+        unavailable = database_unavailable(exception)
+        if unavailable is not None:
+            return error_response(request, unavailable.error, unavailable.message, headers=unavailable.headers)
         return error_response(request, ErrorCode.INTERNAL_ERROR)

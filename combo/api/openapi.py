@@ -34,7 +34,8 @@ _ERROR_DESCRIPTIONS = {
     "502": "Upstream error (30001, 30005, 30006).",
     "503": (
         "Upstream or dependency unavailable (30003, 30004, 20002, 20003, 20004). When the language "
-        "model provider asked to wait (30003) or the server is shutting down (20004), the Retry-After "
+        "model provider asked to wait (30003), the database is unavailable (20002) or the server is "
+        "shutting down (20004), the Retry-After "
         "header says how long, and for 30003 `data.retry_after` too."
     ),
     "504": "Upstream timeout (30002).",
