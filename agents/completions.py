@@ -32,7 +32,7 @@ from agents.llm.base import ChatMessage, ChatRequest, LLMError, Passage, Usage
 from agents.models import Agent, Message, Session
 from combo.batching import Batcher
 from combo.db import insert_rows, new_uuids, row, write_batch
-from combo.errors import ComboError, ErrorCode
+from combo.errors import ComboError, ErrorCode, database_unavailable
 
 logger = logging.getLogger("combo.completions")
 
@@ -448,6 +448,11 @@ def completion_finish_many(outcomes: list[Outcome]) -> list[BaseException | None
 
 _finish_batch = Batcher(completion_finish_many)
 
+# How long an answer's final write is tried again while the database cannot be reached
+# (a restart, a failover), and the first pause between tries (doubled each time, at most 5 s).
+SAVE_RETRY_SECONDS = 30.0
+SAVE_RETRY_PAUSE = 0.5
+
 
 def _too_long() -> LLMError:
     limit = settings.COMBO_MAX_ANSWER_CHARS
@@ -577,18 +582,28 @@ class CompletionRun:
         except _Unrecorded:
             self._close()
             return
+        outcome = Outcome(
+            message_id=self.prepared.message_id,
+            content=self.answer,
+            status=self.status,
+            usage=self.usage,
+            error=self.error,
+            latency_ms=int((time.monotonic() - started) * 1000),
+            finish_reason=self.finish_reason,
+        )
+        deadline, pause = time.monotonic() + SAVE_RETRY_SECONDS, SAVE_RETRY_PAUSE
         try:
-            await _finish_batch(
-                Outcome(
-                    message_id=self.prepared.message_id,
-                    content=self.answer,
-                    status=self.status,
-                    usage=self.usage,
-                    error=self.error,
-                    latency_ms=int((time.monotonic() - started) * 1000),
-                    finish_reason=self.finish_reason,
-                )
-            )
+            while True:
+                try:
+                    await _finish_batch(outcome)
+                    return
+                except Exception as exc:
+                    if database_unavailable(exc) is None or time.monotonic() + pause > deadline:
+                        raise
+                    logger.warning("could not record the outcome of %s yet (%s: %s); trying again in %.1f s",
+                                   outcome.message_id, type(exc).__name__, exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
         except Exception:
             logger.exception("could not record the outcome of %s", self.prepared.message_id)
         finally:
