@@ -18,6 +18,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from combo import shutdown
 from combo.api.envelope import error_body
 from combo.cachebreaker import cache_breaker
 from combo.errors import ErrorCode
@@ -113,7 +114,16 @@ class HealthView(APIView):
         auth=[],
     )
     def get(self, request):
-        """Reports the database, the cache and the channel layer; 503 when one is down."""
+        """Reports the database, the cache and the channel layer; 503 when one is down or the process is stopping."""
+        if shutdown.draining:
+            # Stopping (SIGTERM): a load balancer should send new requests to another process now.
+            body = error_body(
+                ErrorCode.SHUTTING_DOWN, "This server process is shutting down.", request.request_id,
+                extra={"status": "draining", "database_vendor": connection.vendor},
+            )
+            response = Response(body, status=503, headers={"Retry-After": "1"})
+            response.combo_envelope = True
+            return response
         checks = run_checks()
         data = {
             "status": "ok" if all(c["ok"] for c in checks.values()) else "degraded",

@@ -89,6 +89,27 @@ def test_sigterm_mid_stream_ends_the_stream_cleanly_and_records_it(upstream):
     combo.stop()
 
 
+def test_while_a_process_drains_its_health_says_so_for_load_balancers(upstream):
+    combo = start(upstream, grace="5")
+    assert httpx.get(f"{combo.url}/v1/health", timeout=10).status_code == 200
+    listener = Listener(combo, "a long answer please")
+    listener.start()
+    assert listener.first_frame.wait(20)
+    combo.processes[0].send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while True:  # the signal is taken on the server's loop a moment later
+        health = httpx.get(f"{combo.url}/v1/health", timeout=10)
+        if health.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    body = health.json()
+    assert (health.status_code, body["code"], body["data"]["status"]) == (503, 20004, "draining"), body
+    assert health.headers["retry-after"] == "1" and body["data"]["request_id"] == health.headers["x-request-id"]
+    listener.join(timeout=20)
+    assert combo.processes[0].wait(timeout=20) == 0
+    combo.stop()
+
+
 def test_a_killed_server_leaves_in_progress_rows_that_the_reaper_marks(upstream):
     combo = start(upstream)
     listener = Listener(combo, "x")
