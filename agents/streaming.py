@@ -86,13 +86,16 @@ class _Ask:
     body: bytes
     agent_id: str
     client_ip: str = ""
+    content_type: str = "application/json"
 
 
 def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
     """The pre-stream checks for a batch of requests: auth, limits, validation, reads.
 
     Per request, in this order, the first failure is its answer: credentials,
-    rate limit, body, then agent and session. Each result is
+    rate limit, body (its media type, then its fields), then agent and
+    session: the order of every other operation (DRF authenticates and
+    throttles before it parses). Each result is
     ((prepared, stream, limit_headers), record) or the error for that request
     alone; nothing is written (the records are, by `completion_record_many`).
 
@@ -123,6 +126,8 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
             if decision is not None and not decision.allowed:
                 raise decision.error()
             limit_headers = ratelimit.headers(decision)
+            if ask.body.strip() and not _is_json(ask.content_type):
+                raise ComboError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.")
             data = _validated(ask.body)
             spec = PrepareSpec(
                 owner=principal.user, agent_id=ask.agent_id, question=data["question"],
@@ -253,10 +258,6 @@ async def handle_completion(
             request_id,
             {"Retry-After": "1"},
         )
-    if body.strip() and not _is_json(headers.get("content-type", "")):
-        return _error_reply(
-            ComboError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json."), request_id
-        )
     if not _acceptable(headers.get("accept")):
         return _error_reply(
             ComboError(ErrorCode.NOT_ACCEPTABLE, "This operation answers application/json or text/event-stream."),
@@ -264,7 +265,7 @@ async def handle_completion(
         )
     try:
         (prepared, stream, limit_headers), recorded = await _prepare(
-            _Ask(headers.get("authorization"), body, agent_id, client_ip)
+            _Ask(headers.get("authorization"), body, agent_id, client_ip, headers.get("content-type", ""))
         )
     except ComboError as exc:
         return _error_reply(exc, request_id)

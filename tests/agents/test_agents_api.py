@@ -242,6 +242,13 @@ def test_completions_take_the_media_types_every_other_endpoint_takes(api, alice,
         assert codes == [10003, 10003]
 
 
+def test_without_a_credential_a_body_of_another_type_is_a_401_here_as_everywhere(api, alice):
+    agent = make_agent(api, alice)
+    for path in (f"/v1/combo/agents/{agent['id']}/completions", "/v1/combo/agents"):
+        status, envelope, _ = api.call("POST", path, raw=b"question=hi", content_type="application/x-www-form-urlencoded")
+        assert (status, envelope["code"]) == (401, 10010), path
+
+
 def test_completion_refuses_other_owners_and_foreign_sessions(api, alice, bob):
     agent = make_agent(api, alice)
     other = make_agent(api, alice, name="Other")
