@@ -81,7 +81,8 @@ def agent_file_attach(*, agent: Agent, file: KnowledgeFile) -> bool:
 
     The console's "attach existing file"; the API writes the whole list instead
     (`agent_set_files`). The agent's row is locked so two attaches racing for
-    the last of MAX_FILES_PER_AGENT places cannot both take it.
+    the last of MAX_FILES_PER_AGENT places cannot both take it; an agent
+    deleted since it was read is a 404 (the link would fail at commit).
     """
     if file.owner_id != agent.owner_id:
         # Another user's file answers exactly like a file that does not exist.
@@ -90,7 +91,8 @@ def agent_file_attach(*, agent: Agent, file: KnowledgeFile) -> bool:
             "Invalid fields: file_ids.",
             errors={"file_ids": [f"You have no file with id {file.id}."]},
         )
-    Agent.objects.select_for_update().filter(pk=agent.pk).first()
+    if not _lock(Agent.objects.filter(pk=agent.pk)):
+        raise ComboError(ErrorCode.NOT_FOUND)
     if agent.files.filter(pk=file.pk).exists():
         return False
     if agent.files.count() >= MAX_FILES_PER_AGENT:

@@ -147,6 +147,8 @@ def agent_file_attach(request, agent_id):
         try:
             services.agent_file_attach(agent=agent, file=file)
         except ComboError as exc:
+            if exc.error == ErrorCode.NOT_FOUND:
+                raise Http404 from None  # deleted meanwhile
             attach_form.add_error("file", exc.message)
         else:
             messages.success(request, f"Attached “{file.name}” to {agent.name}.")

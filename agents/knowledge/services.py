@@ -132,24 +132,23 @@ def knowledge_file_upload(
 
 def _attach_existing(file: KnowledgeFile, agent: Agent | None) -> KnowledgeFile:
     if agent is not None:
-        with transaction.atomic():
-            _attach(agent, file)
+        _attach(agent, file)
     return file
 
 
 def _attach(agent: Agent, file: KnowledgeFile) -> None:
     """Attach as the agent's file_ids would (its file limit holds); a refusal names the upload's agent_id.
 
-    The agent's row is locked first: one deleted since it was read is refused
-    (the link failed at commit).
+    An agent deleted since it was read is refused like one that does not exist.
     """
-    if not list(Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk", flat=True)):
-        raise ComboError(
-            ErrorCode.VALIDATION_FAILED, "Invalid fields: agent_id.", errors={"agent_id": ["You have no agent with this id."]}
-        )
     try:
         agent_file_attach(agent=agent, file=file)
     except ComboError as exc:
+        if exc.error == ErrorCode.NOT_FOUND:
+            raise ComboError(
+                ErrorCode.VALIDATION_FAILED, "Invalid fields: agent_id.",
+                errors={"agent_id": ["You have no agent with this id."]},
+            ) from None
         raise ComboError(
             exc.error, exc.message, errors={"agent_id": [exc.message]} if exc.errors else None
         ) from None
