@@ -228,7 +228,6 @@ def test_a_long_sessions_page_shows_its_latest_messages_and_links_to_all(operato
     listing = operator.get(f"/admin/agents/message/?session__id__exact={session.pk}")
     assert listing.status_code == 200 and f"{total} messages" in listing.content.decode()
     # Saving the session's page (its title) still works with the shortened list.
-    form = page.context["adminform"].form
     created = timezone.localtime(session.created_at)
     data = {"agent": agent.pk, "owner": alice.user.pk, "title": "Renamed",
             "created_at_0": created.strftime("%Y-%m-%d"), "created_at_1": created.strftime("%H:%M:%S"),
@@ -237,7 +236,6 @@ def test_a_long_sessions_page_shows_its_latest_messages_and_links_to_all(operato
     for index, message in enumerate(page.context["inline_admin_formsets"][0].formset.queryset):
         data[f"messages-{index}-id"] = str(message.pk)
         data[f"messages-{index}-session"] = str(session.pk)
-    assert form.instance.pk == session.pk
     saved = operator.post(f"/admin/agents/session/{session.pk}/change/", data)
     assert saved.status_code == 302, [e for e in saved.content.decode().splitlines() if "error" in e.lower()][:20]
     session.refresh_from_db()
