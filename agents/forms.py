@@ -65,6 +65,11 @@ class AgentForm(forms.ModelForm):
         self.fields["llm_provider"].choices = choices
         self.fields["llm_model"].widget.attrs["placeholder"] = llm_config.default_model(default)
 
+    @classmethod
+    def edited_values(cls, agent: Agent) -> dict:
+        """The fields this form edits, as stored (their version: combo.editversions)."""
+        return {name: getattr(agent, name) for name in cls.Meta.fields}
+
     def agent_fields(self) -> dict:
         """The cleaned values, ready for agents.services.agent_create/agent_update.
 

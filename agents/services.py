@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.db import transaction
 
@@ -35,16 +35,24 @@ def agent_create(*, owner: User, files: Iterable[uuid.UUID] | None = None, **fie
 
 
 @transaction.atomic
-def agent_update(*, agent: Agent, files: Iterable[uuid.UUID] | None = None, **fields) -> Agent:
+def agent_update(
+    *, agent: Agent, files: Iterable[uuid.UUID] | None = None, precondition: Callable[[Agent], None] | None = None,
+    **fields,
+) -> Agent:
     """Change `fields` of the agent as it is now, under its row's lock.
 
     `agent` may have been read before another request changed or deleted it:
     saving it as read would undo the other change, or insert a deleted agent
     again (Django inserts when an update finds no row). Deleted: a 404.
+    `precondition(agent)` runs under the lock on the agent as stored, before
+    any change; its ComboError (an edit form opened on an older version of the
+    agent, say) leaves everything as it was.
     """
     if not _lock(Agent.objects.filter(pk=agent.pk)):
         raise ComboError(ErrorCode.NOT_FOUND)
     agent.refresh_from_db()
+    if precondition is not None:
+        precondition(agent)
     for name, value in fields.items():
         setattr(agent, name, value)
     agent.full_clean()

@@ -7,6 +7,9 @@ The playground page is rendered here; its JavaScript
 short-lived JWT from /console/token. Uploads work the same way
 (static/console/files.js posts to /v1/combo/files); attaching, detaching and
 deleting files are form POSTs to these views, through the service layer.
+The edit form carries the version of the agent it was opened on, and a save
+over a change made meanwhile (the API, another tab) is refused, with the
+saved values shown (combo.editversions).
 The create form carries a one-time form token kept in the session (as the
 API-key and webhook create forms do), so a double click, a retried POST or a
 reload makes one agent, not two.
@@ -28,7 +31,7 @@ from agents import llm_config, services
 from agents.forms import AgentForm, AttachFileForm
 from agents.knowledge import services as knowledge_services
 from agents.models import Agent, KnowledgeFile
-from combo import formtokens
+from combo import editversions, formtokens
 from combo.errors import ComboError, ErrorCode
 
 # Stands for a file's id in URLs the page JavaScript fills in for new uploads.
@@ -60,12 +63,18 @@ def _upload_context(request, agent: Agent | None) -> dict:
     }
 
 
-def _render_edit(request, agent: Agent, form: AgentForm, attach_form: AttachFileForm | None = None, status=200):
+def _render_edit(
+    request, agent: Agent, form: AgentForm, attach_form: AttachFileForm | None = None, *,
+    version: str | None = None, conflict: list | None = None, status=200,
+):
+    """The edit page; `version`: the agent's edit version the form carries (default: as stored now)."""
     files = agent.files.order_by("created_at", "id")
     attach_form = attach_form or AttachFileForm(agent=agent)
     context = {
         "form": form,
         "agent": agent,
+        "edit_version": editversions.of(AgentForm.edited_values(agent)) if version is None else version,
+        "conflict": conflict,
         "files": files,
         "attach_form": attach_form,
         "upload": _upload_context(request, agent),
@@ -115,19 +124,31 @@ def agent_create(request):
 def agent_edit(request, agent_id):
     agent = _owned_agent(request, agent_id)
     form = AgentForm(request.POST or None, instance=agent)
+    # The version of the agent the page was opened on travels with the form (combo.editversions).
+    version = request.POST.get(editversions.FIELD, "") if form.is_bound else None
+    conflict = None
+    status = 400
     if request.method == "POST" and form.is_valid():
+        precondition = editversions.unchanged_since(version, AgentForm.edited_values)
         try:
-            services.agent_update(agent=agent, **form.agent_fields())
+            services.agent_update(agent=agent, precondition=precondition, **form.agent_fields())
+        except editversions.EditConflict as exc:
+            # Changed meanwhile: nothing saved; the form keeps the input, now against the agent as saved.
+            conflict = editversions.refuse(form, exc, noun="agent")
+            version, status = exc.version, 409
         except ComboError as exc:
             if exc.error != ErrorCode.NOT_FOUND:
                 raise
             raise Http404 from None  # deleted meanwhile
-        messages.success(request, f"Saved “{agent.name}”.")
-        return redirect("console:agent-edit", agent_id=agent.id)
+        else:
+            messages.success(request, f"Saved “{agent.name}”.")
+            return redirect("console:agent-edit", agent_id=agent.id)
     if form.is_bound:
         # Validation copied the refused values onto the instance; the page shows the agent as saved.
         agent.refresh_from_db()
-    return _render_edit(request, agent, form, status=400 if form.is_bound else 200)
+    return _render_edit(
+        request, agent, form, version=version, conflict=conflict, status=status if form.is_bound else 200
+    )
 
 
 def _files_section(agent: Agent) -> str:

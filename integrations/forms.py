@@ -75,13 +75,18 @@ class WebhookForm(forms.Form):
 
     def __init__(self, *args, owner, webhook: Webhook | None = None, **kwargs):
         if webhook is not None and "initial" not in kwargs:
-            kwargs["initial"] = {
-                "name": webhook.name, "agent": webhook.agent_id, "question_template": webhook.question_template,
-                "callback_url": webhook.callback_url, "enabled": webhook.enabled,
-                "require_timestamp": webhook.require_timestamp,
-            }
+            kwargs["initial"] = self.edited_values(webhook)
         super().__init__(*args, **kwargs)
         self.fields["agent"].queryset = Agent.objects.filter(owner=owner).order_by("name", "created_at")
+
+    @staticmethod
+    def edited_values(webhook: Webhook) -> dict:
+        """The fields this form edits, as stored (their version: combo.editversions)."""
+        return {
+            "name": webhook.name, "agent": webhook.agent_id, "question_template": webhook.question_template,
+            "callback_url": webhook.callback_url, "enabled": webhook.enabled,
+            "require_timestamp": webhook.require_timestamp,
+        }
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

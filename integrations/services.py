@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -117,13 +118,15 @@ _UPDATABLE = {"name", "agent", "enabled", "question_template", "callback_url", "
 
 
 @transaction.atomic
-def webhook_update(*, webhook: Webhook, **fields) -> Webhook:
+def webhook_update(*, webhook: Webhook, precondition: Callable[[Webhook], None] | None = None, **fields) -> Webhook:
     """Change `fields` of the webhook as it is now, under its row's lock.
 
     `webhook` may have been read before another request rotated its secret or
     deleted it: saving it as read would put the old secret back, or insert a
     deleted webhook again (Django inserts when an update finds no row).
-    Deleted: a 404.
+    Deleted: a 404. `precondition(webhook)` runs under the lock on the webhook
+    as stored, before any change; its ComboError (an edit form opened on an
+    older version, say) leaves everything as it was.
     """
     unknown = set(fields) - _UPDATABLE
     if unknown:
@@ -137,6 +140,8 @@ def webhook_update(*, webhook: Webhook, **fields) -> Webhook:
     if not _lock(Webhook.objects.filter(pk=webhook.pk)):
         raise ComboError(ErrorCode.NOT_FOUND)
     webhook.refresh_from_db()
+    if precondition is not None:
+        precondition(webhook)
     for name, value in fields.items():
         setattr(webhook, name, value)
     webhook.full_clean()

@@ -9,6 +9,9 @@ field.
 The plain secret appears only in the response to a POST: creating the
 webhook, rotating its secret, or the explicit Reveal action; each of those
 responses is sent with `Cache-Control: no-store`, and a GET never shows it.
+The settings form carries the version of the webhook it was opened on, and a
+save over a change made meanwhile is refused, with the saved values shown
+(combo.editversions).
 Creating and rotating carry a one-time form token kept in the session, so
 reloading the page that showed a secret does not create a second webhook or
 rotate a second time (which would retire the secret senders still use).
@@ -32,7 +35,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents.models import Agent
-from combo import formtokens
+from combo import editversions, formtokens
 from combo.errors import ComboError, ErrorCode
 from integrations import examples, services, vault
 from integrations.forms import RotateForm, WebhookForm
@@ -163,6 +166,9 @@ def webhook_overview(request, webhook_id):
 def webhook_edit(request, webhook_id):
     webhook = _owned_webhook(request, webhook_id)
     form = WebhookForm(request.POST or None, owner=request.user, webhook=webhook)
+    # The version of the webhook the page was opened on travels with the form (combo.editversions).
+    version = request.POST.get(editversions.FIELD, "") if form.is_bound else None
+    conflict = None
     status = 200
     if request.method == "POST":
         status = 400
@@ -170,9 +176,15 @@ def webhook_edit(request, webhook_id):
             fields = form.webhook_fields()
             # Only what changed: an unchanged callback URL is not vetted again on every save.
             changed = {name: fields[name] for name in form.changed_data}
+            precondition = editversions.unchanged_since(version, WebhookForm.edited_values)
             try:
                 if changed:
-                    services.webhook_update(webhook=webhook, **changed)
+                    services.webhook_update(webhook=webhook, precondition=precondition, **changed)
+            except editversions.EditConflict as exc:
+                # Changed meanwhile: nothing saved; the form keeps the input, now against the webhook as saved.
+                conflict = editversions.refuse(form, exc, noun="webhook")
+                version, status = exc.version, 409
+                webhook.refresh_from_db()
             except ComboError as exc:
                 if exc.error == ErrorCode.NOT_FOUND:
                     raise Http404 from None  # deleted meanwhile
@@ -181,7 +193,9 @@ def webhook_edit(request, webhook_id):
             else:
                 messages.success(request, f"Saved “{webhook.name}”." if changed else "Nothing to save: no field changed.")
                 return redirect("console:webhook-edit", webhook_id=webhook.id)
-    context = {"webhook": webhook, "form": form, "tab": "settings"}
+    if version is None:
+        version = editversions.of(WebhookForm.edited_values(webhook))
+    context = {"webhook": webhook, "form": form, "tab": "settings", "edit_version": version, "conflict": conflict}
     return render(request, "integrations/webhook_edit.html", context, status=status)
 
 

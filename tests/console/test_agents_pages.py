@@ -5,13 +5,15 @@ alice sees and changes only her agents; bob's agent answers 404 on every page.
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
 from django.test import Client
 
 from agents import services
-from agents.models import Agent
+from agents.models import Agent, KnowledgeFile
+from tests.conftest import Api
 
 XSS = "<script>alert(1)</script>"
 # Bob's agent or webhook by name, however the page escapes it. Not a bare "Bob": a random
@@ -253,3 +255,85 @@ def test_agent_names_and_texts_are_escaped_everywhere(alice_client, alice, path)
     page = body(alice_client.get(path.format(id=agent.id)))
     assert XSS not in page
     assert XSS_ESCAPED in page
+
+
+# --- Edits over a change made meanwhile ------------------------------------------------
+
+
+def edit_form(client, agent) -> dict:
+    """The edit page's form as a browser would send it unchanged: its inputs, textareas and selects."""
+    page = body(client.get(f"/console/agents/{agent.id}/"))
+    form = re.search(r'<form method="post" action="/console/agents/[^"]+/" class="agent-form".*?</form>', page, re.S).group(0)
+    fields = {name: html.unescape(value) for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', form)}
+    fields.update({name: html.unescape(text) for name, text in re.findall(r'<textarea[^>]*name="([^"]+)"[^>]*>\n?(.*?)</textarea>', form, re.S)})
+    for name, select in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        chosen = re.search(r'<option value="([^"]*)" selected>', select)
+        fields[name] = html.unescape(chosen.group(1)) if chosen else ""
+    fields.pop("csrfmiddlewaretoken", None)
+    return fields
+
+
+def test_an_edit_form_saves_when_nothing_changed_meanwhile(alice_client, alice_agent):
+    form = edit_form(alice_client, alice_agent)
+    assert form["edit_version"] and form["name"] == "Alice's helper" and form["instructions"] == "Be brief."
+    response = alice_client.post(f"/console/agents/{alice_agent.id}/", {**form, "instructions": "Be thorough."})
+    assert response.status_code == 302
+    alice_agent.refresh_from_db()
+    assert (alice_agent.name, alice_agent.instructions) == ("Alice's helper", "Be thorough.")
+
+
+def test_an_edit_over_an_api_change_made_meanwhile_is_refused_and_saves_nothing(alice_client, alice, alice_agent):
+    form = edit_form(alice_client, alice_agent)
+    # Meanwhile the API renames the agent and changes its instructions.
+    status, _, _ = Api(Client()).patch(
+        f"/v1/combo/agents/{alice_agent.id}", {"name": "Renamed by the API", "instructions": "API\nrules"},
+        auth=alice.key_auth,
+    )
+    assert status == 200
+    response = alice_client.post(f"/console/agents/{alice_agent.id}/", {**form, "opening_message": "Hello from the form"})
+    assert response.status_code == 409
+    page = body(response)
+    assert "This agent was changed since you opened this page: Name, Instructions. Nothing was saved." in page
+    # The form keeps what was typed; the saved values are shown next to it.
+    assert "Hello from the form" in re.search(r'<textarea[^>]*name="opening_message".*?</textarea>', page, re.S).group(0)
+    assert "Alice&#x27;s helper" in re.search(r'<input[^>]*name="name"[^>]*>', page).group(0)
+    saved = re.search(r'<section class="callout callout-warning edit-conflict".*?</section>', page, re.S).group(0)
+    assert "Renamed by the API" in saved and "API\nrules" in saved
+    assert re.search(r'id="id_name_error">\s*<li>Changed since you opened this page', page)
+    assert re.search(r'id="id_instructions_error">\s*<li>Changed since you opened this page', page)
+    alice_agent.refresh_from_db()
+    assert (alice_agent.name, alice_agent.instructions, alice_agent.opening_message) == (
+        "Renamed by the API", "API\nrules", "",
+    )
+    # The page shown again carries the version as saved now: sending it (merged) saves.
+    version = re.search(r'name="edit_version" value="([^"]+)"', page).group(1)
+    assert version != form["edit_version"]
+    merged = {**form, "edit_version": version, "name": "Renamed by the API", "instructions": "API\r\nrules",
+              "opening_message": "Hello from the form"}
+    assert alice_client.post(f"/console/agents/{alice_agent.id}/", merged).status_code == 302
+    alice_agent.refresh_from_db()
+    assert (alice_agent.name, alice_agent.instructions, alice_agent.opening_message) == (
+        "Renamed by the API", "API\nrules", "Hello from the form",
+    )
+
+
+def test_after_a_refused_edit_the_reloaded_form_saves(alice_client, alice, alice_agent):
+    stale = edit_form(alice_client, alice_agent)
+    services.agent_update(agent=alice_agent, llm_model="other-model")  # another tab saved
+    assert alice_client.post(f"/console/agents/{alice_agent.id}/", {**stale, "name": "Mine"}).status_code == 409
+    alice_agent.refresh_from_db()
+    assert (alice_agent.name, alice_agent.llm_model) == ("Alice's helper", "other-model")
+    fresh = edit_form(alice_client, alice_agent)
+    assert fresh["llm_model"] == "other-model"
+    assert alice_client.post(f"/console/agents/{alice_agent.id}/", {**fresh, "name": "Mine"}).status_code == 302
+    alice_agent.refresh_from_db()
+    assert (alice_agent.name, alice_agent.llm_model) == ("Mine", "other-model")
+
+
+def test_attaching_a_file_meanwhile_does_not_block_an_edit(alice_client, alice, alice_agent):
+    form = edit_form(alice_client, alice_agent)
+    file = KnowledgeFile.objects.create(owner=alice.user, name="notes.txt", kind="txt", size=1, sha256="0" * 64)
+    services.agent_file_attach(agent=alice_agent, file=file)
+    assert alice_client.post(f"/console/agents/{alice_agent.id}/", {**form, "name": "Renamed"}).status_code == 302
+    alice_agent.refresh_from_db()
+    assert alice_agent.name == "Renamed" and list(alice_agent.files.all()) == [file]

@@ -8,6 +8,7 @@ for the grace period, checked against the real events endpoint.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -23,6 +24,7 @@ from agents import services as agent_services
 from combo.errors import ComboError, ErrorCode
 from integrations import examples, services, signing, ssrf, template, vault
 from integrations.models import DeliveryAttempt, Webhook, WebhookDelivery
+from tests.conftest import Api
 from tests.integrations.conftest import allow_loopback, receiver, run_worker  # noqa: F401 (fixtures)
 
 XSS = "<script>alert(1)</script>"
@@ -732,3 +734,61 @@ def test_pages_need_no_inline_script_or_style(alice_client, hook, suffix):
     for attributes, content in re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.S):
         assert 'src="/' in attributes and content.strip() == ""
     assert "<style" not in page and not re.search(r"\sstyle=", page) and not re.search(r"\son[a-z]+=", page)
+
+
+# --- Edits over a change made meanwhile ------------------------------------------------
+
+
+def settings_form(client, webhook) -> dict:
+    """The settings page's form as a browser sends it unchanged (checked boxes as "on")."""
+    page = body(client.get(f"{WEBHOOKS}{webhook.id}/settings/"))
+    form = re.search(r'<form method="post"[^>]*class="webhook-form".*?</form>', page, re.S).group(0)
+    fields = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name = re.search(r'name="([^"]+)"', tag).group(1)
+        if 'type="checkbox"' in tag:
+            if " checked" in tag:
+                fields[name] = "on"
+        else:
+            fields[name] = html.unescape(re.search(r'value="([^"]*)"', tag).group(1)) if "value=" in tag else ""
+    fields.update({name: html.unescape(text) for name, text in re.findall(r'<textarea[^>]*name="([^"]+)"[^>]*>\n?(.*?)</textarea>', form, re.S)})
+    for name, select in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        fields[name] = re.search(r'<option value="([^"]*)" selected>', select).group(1)
+    fields.pop("csrfmiddlewaretoken", None)
+    return fields
+
+
+def test_a_webhook_edit_over_an_api_change_made_meanwhile_is_refused(alice_client, alice, hook):
+    webhook = hook.webhook
+    path = f"{WEBHOOKS}{webhook.id}/settings/"
+    form = settings_form(alice_client, webhook)
+    assert form["edit_version"] and form["name"] == "PR reviews" and form["enabled"] == "on"
+    # Meanwhile the API disables the webhook.
+    status, _, _ = Api(Client()).patch(f"/v1/integrations/webhooks/{webhook.id}", {"enabled": False}, auth=alice.key_auth)
+    assert status == 200
+    response = alice_client.post(path, {**form, "question_template": "Summarise {{ commits.0.message }}"})
+    page = body(response)
+    assert response.status_code == 409
+    assert "This webhook was changed since you opened this page: Enabled. Nothing was saved." in page
+    assert "Changed since you opened this page" in field_errors(page, "enabled")
+    assert "Summarise {{ commits.0.message }}" in page  # the input is kept
+    saved = re.search(r'<section class="callout callout-warning edit-conflict".*?</section>', page, re.S).group(0)
+    assert "<dt>Enabled</dt>" in saved and "No" in saved
+    stored = Webhook.objects.get(id=webhook.id)
+    assert (stored.enabled, stored.question_template) == (False, "Review this PR for me: {{ pull_request.title }}")
+    # After a reload the same edit saves, over the webhook as it is now.
+    fresh = settings_form(alice_client, webhook)
+    assert "enabled" not in fresh
+    response = alice_client.post(path, {**fresh, "question_template": "Summarise {{ commits.0.message }}"})
+    assert response.status_code == 302
+    stored = Webhook.objects.get(id=webhook.id)
+    assert (stored.enabled, stored.question_template) == (False, "Summarise {{ commits.0.message }}")
+
+
+def test_rotating_the_secret_meanwhile_does_not_block_a_webhook_edit(alice_client, hook):
+    webhook = hook.webhook
+    form = settings_form(alice_client, webhook)
+    services.webhook_rotate_secret(webhook=webhook)
+    response = alice_client.post(f"{WEBHOOKS}{webhook.id}/settings/", {**form, "name": "Renamed"})
+    assert response.status_code == 302
+    assert Webhook.objects.get(id=webhook.id).name == "Renamed"
