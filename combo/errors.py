@@ -37,6 +37,9 @@ class ErrorCode(enum.Enum):
     METHOD_NOT_ALLOWED = ErrorInfo(10050, 405, "method_not_allowed", "Method not allowed.")
     NOT_ACCEPTABLE = ErrorInfo(10051, 406, "not_acceptable", "Cannot satisfy the Accept header.")
     CONFLICT = ErrorInfo(10060, 409, "conflict", "The request conflicts with the current state.")
+    PRECONDITION_FAILED = ErrorInfo(
+        10061, 412, "precondition_failed", "The object changed since the version named in If-Match."
+    )
     PAYLOAD_TOO_LARGE = ErrorInfo(10070, 413, "payload_too_large", "The request body is too large.")
     RATE_LIMITED = ErrorInfo(10090, 429, "rate_limited", "Too many requests.")
     # Files (knowledge)

@@ -375,3 +375,65 @@ def test_a_session_created_while_its_agent_is_deleted_is_a_404(api, alice, monke
     status, body, _ = api.post(f"/v1/combo/agents/{agent['id']}/sessions", {}, auth=alice.key_auth)
     assert (status, body["code"]) == (404, 10040), body
     assert not Session.objects.exists()
+
+
+# --- ETag and If-Match: updating the agent as it was read ---------------------------
+
+
+def test_reading_an_agent_gives_its_etag_and_a_patch_with_it_applies(api, alice):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    status, _, read = api.get(path, auth=alice.key_auth)
+    assert status == 200 and read["ETag"].startswith('"') and read["ETag"].endswith('"')
+    assert api.get(path, auth=alice.key_auth)[2]["ETag"] == read["ETag"]  # the same agent, the same tag
+    status, body, patched = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=read["ETag"])
+    assert status == 200 and body["data"]["name"] == "Renamed"
+    assert patched["ETag"] != read["ETag"]
+    assert patched["ETag"] == api.get(path, auth=alice.key_auth)[2]["ETag"]  # the new version, as GET says
+
+
+def test_a_patch_with_the_etag_of_an_older_version_is_refused_with_412_and_changes_nothing(api, alice):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.patch(path, {"instructions": "Changed meanwhile."}, auth=alice.key_auth)[0] == 200  # no If-Match: as before
+    status, body, response = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061), body
+    assert "If-Match" in body["message"] and body["data"]["request_id"] == response["X-Request-Id"]
+    stored = Agent.objects.get(id=agent["id"])
+    assert (stored.name, stored.instructions) == ("Reviewer", "Changed meanwhile.")
+    # Read again, the same change applies.
+    fresh = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=fresh)[0] == 200
+    assert Agent.objects.get(id=agent["id"]).name == "Renamed"
+
+
+@pytest.mark.parametrize("header, applies", [
+    ("*", True), ("{etag}", True), ('"other", {etag}', True),
+    ("W/{etag}", False), ('"other"', False), ("not an etag", False), ("", False),
+])
+def test_if_match_takes_star_and_lists_and_compares_strongly(api, alice, header, applies):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, _ = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=header.format(etag=etag))
+    assert status == (200 if applies else 412), body
+    assert Agent.objects.get(id=agent["id"]).name == ("Renamed" if applies else "Reviewer")
+
+
+def test_a_failed_precondition_is_answered_before_the_body_is_judged(api, alice):
+    agent = make_agent(api, alice)
+    status, body, _ = api.patch(
+        f"/v1/combo/agents/{agent['id']}", {"name": ""}, auth=alice.key_auth, HTTP_IF_MATCH='"stale"',
+    )
+    assert (status, body["code"]) == (412, 10061)
+
+
+def test_the_openapi_document_describes_etag_and_if_match(api, db):
+    doc = api.client.get("/v1/openapi.json").json()
+    item = doc["paths"]["/v1/combo/agents/{id}"]
+    assert "ETag" in item["get"]["responses"]["200"]["headers"]
+    assert "ETag" in item["patch"]["responses"]["200"]["headers"]
+    assert "412" in item["patch"]["responses"] and "10061" in item["patch"]["responses"]["412"]["description"]
+    assert any(p["name"] == "If-Match" and p["in"] == "header" for p in item["patch"]["parameters"])
+    assert "412" not in item["get"]["responses"]
