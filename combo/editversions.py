@@ -117,7 +117,7 @@ def refuse(form: forms.BaseForm, conflict: EditConflict, *, noun: str) -> list[d
         "save again to replace the saved values with the form's."
     ))
     for name in fields:
-        form.add_error(name, "Changed since you opened this page; its saved value is shown above the form.")
+        form.add_error(name, "Changed since you opened this page; its saved value is shown at the top of the form.")
     return [
         {"label": label, "value": _shown(form.fields[name], conflict.values[name])}
         for name, label in zip(fields, labels, strict=True)
