@@ -41,6 +41,10 @@ class ErrorCode(enum.Enum):
         10061, 412, "precondition_failed", "The object changed since the version named in If-Match."
     )
     PAYLOAD_TOO_LARGE = ErrorInfo(10070, 413, "payload_too_large", "The request body is too large.")
+    URI_TOO_LONG = ErrorInfo(10071, 414, "uri_too_long", "The request line (method, URL and version) is too long.")
+    HEADERS_TOO_LARGE = ErrorInfo(
+        10072, 431, "headers_too_large", "The request's header fields are too large or too many."
+    )
     RATE_LIMITED = ErrorInfo(10090, 429, "rate_limited", "Too many requests.")
     # Files (knowledge)
     FILE_EMPTY = ErrorInfo(10120, 400, "file_empty", "The file is empty.")

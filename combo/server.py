@@ -39,6 +39,20 @@ daphne's `-b/-p` options do not give:
   got a bare `400 Bad Request` from Twisted instead of the API's envelope.
   Django parses uploads itself, in the request's thread.
 
+- Requests broken at the HTTP level answered in the API's envelope
+  (`_enveloped_protocol_errors`), with `Connection: close` and an
+  `X-Request-Id`. Twisted closed the connection without a word on a request
+  line or header line over 16 KiB, and answered every other broken request
+  (headers over 16 KiB together, more than 500 of them, a malformed request
+  line or header, bad body framing) with a bare `400 Bad Request`; daphne
+  answered bytes outside ASCII in the URL and control bytes in a header with
+  an HTML page and kept the connection open. Now: 414 (10071) for an
+  over-long request line, 431 (10072) for header fields over the limits,
+  400 (10004) for the rest. The rest of a refused request is read and
+  dropped for up to `LINGER_SECONDS` before the connection closes, so the
+  client is not reset before it reads the answer. Only the error paths are
+  replaced: a well-formed request runs no new code.
+
 `manage.py serve`, the benchmark and the live tests all start the server
 through `daphne_command()`.
 """
@@ -49,6 +63,14 @@ import sys
 import types
 
 LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+
+# The request line, and the request line plus all header fields, may each be
+# at most this long (bytes, line ends not counted): Twisted's own defaults,
+# set here because the API documents them.
+REQUEST_HEAD_BYTES = 16384
+MAX_HEADER_FIELDS = 500
+# How long the rest of a refused request is read and dropped before closing.
+LINGER_SECONDS = 5.0
 
 
 def endpoint(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> str:
@@ -232,8 +254,169 @@ def _reason_phrases() -> None:
         http.RESPONSES.setdefault(status.value, status.phrase.encode("ascii"))
 
 
+def _refusal_request_id(headers) -> str:
+    from combo.api.middleware import new_request_id
+
+    incoming = headers.getRawHeaders(b"x-request-id") if headers is not None else None
+    return new_request_id(incoming[0].decode("latin-1") if incoming else None)
+
+
+# RFC 9110's reason phrases (Python 3.11 still says "Request-URI Too Long" for 414).
+_REFUSAL_REASONS = {400: b"Bad Request", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+def _access_log(channel, status: int, size: int) -> None:
+    """The refusal's line in daphne's access log, as a served request gets one."""
+    try:
+        peer = channel.transport.getPeer()
+        method = getattr(channel, "_command", b"-").decode("ascii", "replace")
+        path = getattr(channel, "_path", b"-")[:200].decode("ascii", "backslashreplace")
+        channel.factory.server.log_action("http", "complete", {
+            "path": path, "status": status, "method": method, "client": f"{peer.host}:{peer.port}",
+            "time_taken": 0.0, "size": size,
+        })
+    except Exception:  # noqa: BLE001 - a log line must never cost the answer
+        pass
+
+
+def _refuse_and_close(channel, error, message: str) -> None:
+    """Answer `error` on a channel whose request could not be parsed, then close it.
+
+    What else the client sends is read and dropped: closing a socket with
+    unread data resets the connection, and a client still sending its
+    oversized request could lose the answer to that reset. The write side is
+    shut once the answer is out; the connection ends when the client closes
+    it, or after LINGER_SECONDS.
+    """
+    import json
+
+    from twisted.internet import reactor
+
+    from combo.api.envelope import error_body
+
+    if getattr(channel, "_combo_refused", False):
+        return
+    channel._combo_refused = True
+    request = channel.requests[-1] if channel.requests else None
+    request_id = _refusal_request_id(request.requestHeaders if request is not None else None)
+    body = json.dumps(error_body(error, message, request_id), separators=(",", ":")).encode()
+    head = (
+        b"HTTP/1.1 %d %s\r\n" % (error.status, _REFUSAL_REASONS[error.status])
+        + b"Content-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n" % len(body)
+        + b"Cache-Control: no-store\r\n"
+        + b"X-Request-Id: " + request_id.encode("ascii") + b"\r\n"
+        + b"Connection: close\r\n\r\n"
+    )
+
+    def discard(*args):
+        return None
+
+    # Parse nothing more: not the rest of this line's buffer, nor what follows.
+    channel.dataReceived = channel.lineReceived = channel.rawDataReceived = discard
+    channel.clearLineBuffer()
+    transport = channel.transport
+    transport.write(head + body)
+    _access_log(channel, error.status, len(body))
+    channel._networkProducer.unregisterProducer()  # as HTTPChannel.loseConnection does
+    half_close = getattr(transport, "loseWriteConnection", None)
+    if half_close is None:  # a transport that cannot shut one side only (TLS)
+        transport.loseConnection()
+        return
+    half_close()
+    transport.resumeProducing()  # reading, to drop the rest of the request
+    abort = getattr(transport, "abortConnection", transport.loseConnection)
+    reactor.callLater(LINGER_SECONDS, lambda: None if transport.disconnected else abort())
+
+
+def _enveloped_protocol_errors() -> None:
+    from daphne.http_protocol import WebRequest
+    from twisted.web import http
+
+    from combo.errors import ErrorCode
+
+    channel_class = http.HTTPChannel
+    if getattr(channel_class, "_combo_enveloped_errors", False):
+        return
+    channel_class.MAX_LENGTH = REQUEST_HEAD_BYTES
+    channel_class.totalHeadersSize = REQUEST_HEAD_BYTES
+    channel_class.maxHeaders = MAX_HEADER_FIELDS
+    request_line_too_long = (
+        f"The request line (method, URL and version) is over the limit of {REQUEST_HEAD_BYTES:,} bytes."
+    )
+    headers_too_large = (
+        f"The request line and header fields are over the limit of {REQUEST_HEAD_BYTES:,} bytes together, "
+        "or one header field is."
+    )
+
+    def line_length_exceeded(self, line):
+        # A line over MAX_LENGTH: the request line while it is awaited, else a header field.
+        if self._HTTPChannel__first_line:
+            _refuse_and_close(self, ErrorCode.URI_TOO_LONG, request_line_too_long)
+        else:
+            _refuse_and_close(self, ErrorCode.HEADERS_TOO_LARGE, headers_too_large)
+
+    def respond_to_bad_request(self):
+        if self._receivedHeaderSize > self.totalHeadersSize:
+            if self._HTTPChannel__first_line:
+                _refuse_and_close(self, ErrorCode.URI_TOO_LONG, request_line_too_long)
+            else:
+                _refuse_and_close(self, ErrorCode.HEADERS_TOO_LARGE, headers_too_large)
+        elif self._receivedHeaderCount > self.maxHeaders:
+            _refuse_and_close(
+                self, ErrorCode.HEADERS_TOO_LARGE, f"The request has more than {MAX_HEADER_FIELDS} header fields."
+            )
+        elif not hasattr(self, "_command"):  # set once the request line is parsed
+            _refuse_and_close(
+                self, ErrorCode.BAD_REQUEST,
+                "The request line is not valid HTTP/1.1: it must be `METHOD /target HTTP/1.1`, the target in "
+                "printable ASCII (percent-encode other bytes).",
+            )
+        else:
+            _refuse_and_close(
+                self, ErrorCode.BAD_REQUEST,
+                "The request is not valid HTTP/1.1: a malformed header field, Content-Length or chunked body.",
+            )
+
+    channel_class.lineLengthExceeded = line_length_exceeded
+    channel_class._respondToBadRequestAndDisconnect = respond_to_bad_request
+    channel_class._combo_enveloped_errors = True
+
+    # daphne's own refusals of a parsed request (its basic_error, an HTML page).
+    messages = {
+        "Invalid characters in path": "The URL's path has bytes outside ASCII; percent-encode them.",
+        "Invalid query string": "The URL's query string has bytes outside ASCII; percent-encode them.",
+        "Invalid header name": "A header field's name has characters HTTP does not allow.",
+        "Invalid header value": "A header field's value has characters HTTP does not allow.",
+    }
+    basic_error = WebRequest.basic_error
+
+    def enveloped_basic_error(self, status, status_text, body):
+        if status != 400:
+            return basic_error(self, status, status_text, body)
+        import json
+
+        from combo.api.envelope import error_body
+
+        error = ErrorCode.BAD_REQUEST
+        request_id = _refusal_request_id(self.requestHeaders)
+        content = json.dumps(error_body(error, messages.get(body), request_id), separators=(",", ":")).encode()
+        self.channel.persistent = False  # Twisted closes the connection once this answer is sent
+        self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        self.handle_reply({
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(content)),
+                        (b"cache-control", b"no-store"), (b"x-request-id", request_id.encode("ascii"))],
+        })
+        self.handle_reply({"type": "http.response.body", "body": content})
+
+    WebRequest.basic_error = enveloped_basic_error
+
+
 def main() -> None:
     _reason_phrases()
+    _enveloped_protocol_errors()
     _install_nodelay()
     _install_direct_writes()
     _cache_content_type_parsing()
