@@ -141,6 +141,23 @@ def _envelope(schema: dict | None) -> dict:
     }
 
 
+def _request_limits() -> str:
+    """The limits on a request's size, as the server (combo.server) and the settings enforce them."""
+    from django.conf import settings
+
+    from combo.server import MAX_HEADER_FIELDS, REQUEST_HEAD_BYTES
+
+    return (
+        f"The request line (method, URL and version) may be at most {REQUEST_HEAD_BYTES:,} bytes, else 414 "
+        f"({ErrorCode.URI_TOO_LONG.code}); the request line and all header fields together at most "
+        f"{REQUEST_HEAD_BYTES:,} bytes (line ends not counted) and {MAX_HEADER_FIELDS} fields, else 431 "
+        f"({ErrorCode.HEADERS_TOO_LARGE.code}). A JSON body may be at most {settings.API_MAX_JSON_BYTES:,} bytes "
+        f"and an uploaded file {settings.COMBO_MAX_UPLOAD_BYTES:,} bytes, else 413. A request that is not valid "
+        f"HTTP/1.1 (bytes outside ASCII in the URL: percent-encode them) is 400 ({ErrorCode.BAD_REQUEST.code}). "
+        "These refusals close the connection."
+    )
+
+
 def postprocess_envelope(result, generator, request, public):
     components = result.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -207,6 +224,7 @@ def postprocess_envelope(result, generator, request, public):
         "Combo's public API. Every JSON response is an envelope "
         "`{\"code\": 0, \"data\": ..., \"message\": \"ok\"}`; errors carry a non-zero code "
         "and `data.request_id`.\n\n## Error codes\n\n" + markdown_table()
+        + "\n\n## Request limits\n\n" + _request_limits()
         + "\n\n## Rate limits\n\n" + ratelimit.markdown_table()
     )
     return result
