@@ -793,11 +793,21 @@ def _loads(payload: bytes) -> Any:
     difference remains: orjson reads an integer beyond 64 bits as a float,
     where `json` keeps it exact; no field read here can tell (the text, the
     finish reason, token counts, which `_count` takes only up to 2**31 - 1).
+
+    Bytes that are not UTF-8 (a server that cut a character in two, or wrote
+    Latin-1) become U+FFFD, as the SSE standard's UTF-8 decoding and httpx's
+    text decoding have it: one bad byte does not cost the whole answer; only
+    an event that is still not JSON then is a malformed answer. Only this
+    rare path decodes: well-formed events never leave orjson.
     """
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return json.loads(payload.decode("utf-8"))
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            text = payload.decode("utf-8", "replace")
+        return json.loads(text)
 
 
 # The largest count a message's token fields hold on every supported database.

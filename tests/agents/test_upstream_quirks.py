@@ -6,8 +6,10 @@ a byte at a time, so every quirk is also split across network reads.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import socket
 
 import pytest
 
@@ -248,3 +250,77 @@ async def test_events_under_another_content_type_are_read_as_events(content_type
     # Cut short is cut short however it is labelled.
     body = sse(chunk("a"), done=False)
     assert (await run(head + b"Content-Length: %d\r\n\r\n" % len(body) + body, transport))[:3] == ("error", 30006, "a")
+
+
+class PausedServer:
+    """Writes one response in the given pieces, each flushed then held back a moment: one network read each."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+    async def handle(self, reader, writer):
+        writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int([line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")][0])
+            await reader.readexactly(length)
+            for piece in self.pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("framing", ["chunked", "close"])
+@pytest.mark.parametrize("text", ["é", "€", "😀"], ids=["2-byte", "3-byte", "4-byte"])
+async def test_a_character_split_between_two_network_reads_arrives_whole(text, framing, transport):
+    body = sse(chunk("a" + text + "b"), chunk(finish="stop"))
+    if framing == "chunked":
+        response = SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body, len(body))
+    else:
+        response = SSE_HEAD + b"Connection: close\r\n\r\n" + body
+    encoded = text.encode()
+    at = response.index(encoded)
+    for cut in range(1, len(encoded)):  # after each byte inside the character
+        pieces = [response[:at + cut], response[at + cut:]]
+        async with PausedServer(pieces) as server:
+            provider = OpenAICompatibleProvider(server.url, "k", timeout=5, transport=transport)
+            try:
+                got = [piece async for piece in provider.stream(REQUEST)]
+            finally:
+                await provider.aclose()
+        assert got == ["a" + text + "b"], (cut, got)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_invalid_utf8_in_the_text_is_replaced_and_the_answer_still_arrives(transport):
+    # A server that cut a character in two (or sent Latin-1): U+FFFD stands for
+    # each bad byte, as the SSE standard's UTF-8 decoding and httpx's text do.
+    bad = b'{"choices":[{"index":0,"delta":{"content":"caf\xe9 \xf0\x9f ok"},"finish_reason":null}]}'
+    body = sse(chunk("1 "), bad, chunk(finish="stop"), USAGE_ONLY)
+    assert await run(streamed(body), transport) == ("ok", "1 caf\ufffd \ufffd ok", Usage(4, 2))
+    # The same in a whole (non-stream) answer.
+    whole = b'{"choices":[{"message":{"content":"caf\xe9"},"finish_reason":"stop"}]}'
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(whole) + whole
+    assert await run(response, transport) == ("ok", "caf\ufffd", None)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_event_that_is_not_json_even_with_bad_bytes_replaced_is_a_malformed_answer(transport):
+    bad = b'{"choices":[{"index":0,"delta":{"content":"x"}\xff]}'
+    result = await run(streamed(sse(chunk("a"), bad, chunk(finish="stop"))), transport)
+    assert result[:3] == ("error", 30006, "a")
+    assert "malformed answer" in result[3]
