@@ -655,7 +655,9 @@ class OpenAICompatibleProvider(Provider):
 
 
 # How OpenAI (`context_length_exceeded`), vLLM ("maximum context length"),
-# llama.cpp (`exceed_context_size_error`) and LM Studio say a prompt is too long.
+# llama.cpp (`exceed_context_size_error`), LM Studio and Hugging Face TGI (a 422:
+# "`inputs` tokens + `max_new_tokens` must be <= 4096", "`inputs` must have
+# less than 4096 tokens") say a prompt is too long.
 _CONTEXT_ADVICE = (
     "the question, the session's history and the knowledge passages do not fit the model's context: ask a "
     "shorter question or start a new session (operators: lower the agent's max tokens, "
@@ -663,6 +665,7 @@ _CONTEXT_ADVICE = (
 )
 _CONTEXT_PATTERN = re.compile(
     r"(?i)context[ _](?:length|size|window)|maximum context|prompt is too long|too many (?:input )?tokens"
+    r"|`?inputs?`? tokens \+ `?max_new_tokens`? must be|`?inputs`? must have less than \d+ tokens"
 )
 
 

@@ -158,6 +158,39 @@ async def test_a_prompt_over_the_context_window_says_what_to_do(payload, transpo
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize(
+    "text",
+    [
+        "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 4000 `inputs` tokens "
+        "and 512 `max_new_tokens`",
+        "Input validation error: `inputs` must have less than 4096 tokens. Given: 5000",
+    ],
+    ids=["total", "inputs"],
+)
+async def test_tgis_422_for_a_prompt_over_the_context_window_says_what_to_do_too(text, transport):
+    # Hugging Face TGI validates the prompt's length itself and answers 422.
+    result = await run(refusal(422, {"error": text, "error_type": "validation"}), transport)
+    assert result[:3] == ("error", 30001, "")
+    message = result[3]
+    assert "HTTP 422" in message and "`inputs`" in message
+    assert "shorter question" in message and "COMBO_PROMPT_HISTORY_CHARS" in message
+    assert len(message) <= 500
+    # The same refusal as an error event after a 200 head.
+    result = await run(streamed(sse({"error": text, "error_type": "validation"})), transport)
+    assert result[:3] == ("error", 30001, "") and "shorter question" in result[3], result
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_422_for_anything_else_is_the_upstreams_refusal_as_a_400_is(transport):
+    text = "Input validation error: `temperature` must be strictly positive"
+    for status in (400, 422):
+        result = await run(refusal(status, {"error": text, "error_type": "validation"}), transport)
+        assert result[:3] == ("error", 30001, "")
+        assert f"HTTP {status}" in result[3] and "`temperature` must be strictly positive" in result[3]
+        assert "request limits of the provider" in result[3] and "shorter question" not in result[3]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
     "payload",
     [
         {"error": {"message": "The model `hi-model` does not exist or you do not have access to it.",
