@@ -253,10 +253,14 @@ async def handle_completion(
     if method != "POST":
         return _error_reply(ComboError(ErrorCode.METHOD_NOT_ALLOWED), request_id, {"Allow": "POST"})
     if shutdown.draining:
+        # Refused before the credential and the rate limit are looked at: it
+        # spends no budget and carries no X-RateLimit headers. The connection
+        # is closed after it, so the client's retry opens a new one, which a
+        # load balancer (or `serve`'s shared socket) can give another process.
         return _error_reply(
             ComboError(ErrorCode.SHUTTING_DOWN, "This server process is shutting down; retry the request."),
             request_id,
-            {"Retry-After": "1"},
+            {"Retry-After": "1", "Connection": "close"},
         )
     if not _acceptable(headers.get("accept")):
         return _error_reply(

@@ -48,12 +48,13 @@ _COMMON_HEADERS = {
     },
     # Sent on every response of a request that was counted (docs/rate-limits.md);
     # absent when the request was refused before counting (401, 403, 405, 406,
-    # 413, 415, an unknown path) or the limit store is down.
+    # 413, 415, an unknown path, a completion refused by a draining process:
+    # 503/20004) or the limit store is down.
     "X-RateLimit-Limit": {
         "description": (
             "Requests allowed per minute for this operation's family and this caller. The three X-RateLimit "
             "headers are on every counted response, absent when a request is refused before it is counted "
-            "(401, 403, 405, 406, 413, 415)."
+            "(401, 403, 405, 406, 413, 415, and the 503 20004 of a server process that is shutting down)."
         ),
         "schema": {"type": "integer", "minimum": 0},
     },

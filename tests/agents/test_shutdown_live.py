@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import threading
 import time
 
@@ -89,6 +91,43 @@ def test_sigterm_mid_stream_ends_the_stream_cleanly_and_records_it(upstream):
     combo.stop()
 
 
+def refused_completion_and_close(combo) -> tuple[int, dict[str, str], dict, float | None]:
+    """A completion asked on a keep-alive connection: status, headers, envelope, seconds until the server closed it."""
+    host, port = combo.url.removeprefix("http://").split(":")
+    body = b'{"question": "hello", "stream": true}'
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/combo/agents/{combo.agent}/completions HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {combo.key}\r\nContent-Type: application/json\r\n"
+            f"Connection: keep-alive\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+        if "content-length" in headers:
+            while len(rest) < int(headers["content-length"]):
+                rest += sock.recv(65536)
+        else:  # chunked
+            while not rest.endswith(b"0\r\n\r\n"):
+                rest += sock.recv(65536)
+            chunks, rest = rest, b""
+            while True:
+                size_line, _, chunks = chunks.partition(b"\r\n")
+                if int(size_line, 16) == 0:
+                    break
+                rest, chunks = rest + chunks[:int(size_line, 16)], chunks[int(size_line, 16) + 2:]
+        answered = time.monotonic()
+        sock.settimeout(3)
+        try:
+            closed = None if sock.recv(1) else time.monotonic() - answered
+        except TimeoutError:
+            closed = None
+    return int(lines[0].split()[1]), headers, json.loads(rest), closed
+
+
 def test_while_a_process_drains_its_health_says_so_for_load_balancers(upstream):
     combo = start(upstream, grace="5")
     assert httpx.get(f"{combo.url}/v1/health", timeout=10).status_code == 200
@@ -105,6 +144,13 @@ def test_while_a_process_drains_its_health_says_so_for_load_balancers(upstream):
     body = health.json()
     assert (health.status_code, body["code"], body["data"]["status"]) == (503, 20004, "draining"), body
     assert health.headers["retry-after"] == "1" and body["data"]["request_id"] == health.headers["x-request-id"]
+    # A new completion there is refused before it is counted: no rate-limit
+    # headers; the connection closes, so the retry reaches another process.
+    status, headers, envelope, closed = refused_completion_and_close(combo)
+    assert (status, envelope["code"], headers["retry-after"]) == (503, 20004, "1"), (status, headers, envelope)
+    assert headers["connection"] == "close" and not any(name.startswith("x-ratelimit") for name in headers)
+    assert envelope["data"]["request_id"] == headers["x-request-id"]
+    assert closed is not None and closed < 1, closed  # long before the process exits (grace: 5 s)
     listener.join(timeout=20)
     assert combo.processes[0].wait(timeout=20) == 0
     combo.stop()

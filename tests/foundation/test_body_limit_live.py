@@ -60,6 +60,19 @@ def test_a_declared_oversized_body_is_refused_at_the_edge(live):
     assert envelope["data"]["request_id"]
 
 
+def test_a_refusal_that_says_connection_close_closes_the_connection(live):
+    body = b"x" * (1024 * 1024 + 10)
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(f"POST /v1/combo/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {live.key}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        data = b""
+        while part := sock.recv(65536):  # to the server's close (a timeout if it keeps the connection open)
+            data += part
+    assert data.startswith(b"HTTP/1.1 413 ") and b"\r\nConnection: close\r\n" in data
+    assert data.endswith(b"}")
+
+
 def test_a_chunked_body_is_cut_off_at_the_limit(live):
     head = (f"POST /v1/combo/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {live.key}\r\n"
             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
