@@ -335,3 +335,41 @@ def test_pages_fit_a_phone_screen(page, path):
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(path)
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_an_agent_edit_meanwhile_is_shown_not_overwritten(page, live):
+    with api(live) as http:
+        agent = http.post("/v1/combo/agents", json={
+            "name": "Billing helper", "instructions": "Answer billing questions.",
+        }).json()["data"]
+    sign_in(page)
+    page.goto(f"/console/agents/{agent['id']}/")
+    page.get_by_label("Description").fill("Helps customers with invoices.")
+    with api(live) as http:  # someone else changes the instructions meanwhile
+        assert http.patch(f"/v1/combo/agents/{agent['id']}", json={
+            "instructions": "Answer billing questions; refunds go to a person.",
+        }).status_code == 200
+    page.get_by_role("button", name="Save").click()
+
+    alert = page.get_by_text("This agent was changed since you opened this page")
+    alert.wait_for()
+    assert "Instructions" in alert.text_content() and "Nothing was saved" in alert.text_content()
+    saved = page.locator(".edit-conflict")
+    assert saved.is_visible() and "refunds go to a person" in saved.inner_text()
+    # The user's own input is still in the form, the other change is not lost.
+    assert page.get_by_label("Description").input_value() == "Helps customers with invoices."
+    assert page.get_by_label("Instructions").input_value() == "Answer billing questions."
+    screenshot(page, "edit-conflict", height=1100)
+    with api(live) as http:
+        stored = http.get(f"/v1/combo/agents/{agent['id']}").json()["data"]
+    assert stored["description"] == "" and stored["instructions"].endswith("refunds go to a person.")
+
+    # Merged by hand and saved again: this page carries the new version, so it saves.
+    page.get_by_label("Instructions").fill("Answer billing questions; refunds go to a person.")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_load_state()
+    assert page.get_by_text("was changed since you opened this page").count() == 0
+    with api(live) as http:
+        stored = http.get(f"/v1/combo/agents/{agent['id']}").json()["data"]
+    assert stored["description"] == "Helps customers with invoices."
+    assert stored["instructions"] == "Answer billing questions; refunds go to a person."
