@@ -11,6 +11,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from django.db.utils import InterfaceError, OperationalError
+
+# The one rule for "the database cannot answer now" (a restart, a failover, a
+# dropped connection, a pool with no connection to give): a request answers 503
+# (database_unavailable below) and the task worker waits and polls again
+# (combo/management/commands/db_worker.py), rather than either failing for good.
+DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+
 
 @dataclass(frozen=True)
 class ErrorInfo:
@@ -142,9 +150,7 @@ def database_unavailable(exc: BaseException) -> ComboError | None:
     to give: 503 service_unavailable with Retry-After, which clients retry, not
     500 internal_error. The exception itself is for the logs only.
     """
-    from django.db.utils import InterfaceError, OperationalError
-
-    if not isinstance(exc, (OperationalError, InterfaceError)):
+    if not isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
         return None
     return ComboError(
         ErrorCode.SERVICE_UNAVAILABLE,

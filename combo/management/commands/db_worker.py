@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import time
 
-from django.db.utils import InterfaceError, OperationalError
 from django_tasks_db.management.commands import db_worker as base
 
 from combo.cachebreaker import describe
+from combo.errors import DATABASE_UNAVAILABLE_ERRORS
 
 logger = logging.getLogger("combo.worker")
 
@@ -33,7 +33,7 @@ class Worker(base.Worker):
         while True:
             try:
                 return super().run()
-            except (OperationalError, InterfaceError) as exc:
+            except DATABASE_UNAVAILABLE_ERRORS as exc:
                 if not self.running:
                     raise
                 pause = max(self.interval, RETRY_SECONDS)
