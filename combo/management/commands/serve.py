@@ -26,6 +26,7 @@ from django.db import close_old_connections
 from accounts.models import User
 from agents.knowledge.services import knowledge_file_reap_interrupted
 from agents.reaper import reap_interrupted
+from combo.dbhealth import require_database
 from combo.server import LISTEN_BACKLOG, daphne_command
 from combo.taskqueue import prune_finished_tasks, reap_stopped_tasks
 from integrations.services import delivery_reap_callbacks, delivery_reap_interrupted
@@ -76,6 +77,11 @@ class Command(BaseCommand):
 
     def handle(self, port, host, workers, no_worker, verbosity, **options):
         listener = _listen(host, port)  # first: a busy port is said before anything else
+        try:
+            require_database()  # then a database that cannot be reached, in one line
+        except CommandError:
+            listener.close()
+            raise
         self._banner(port)
         self._reap(say=True)
 
