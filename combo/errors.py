@@ -148,10 +148,16 @@ def database_unavailable(exc: BaseException) -> ComboError | None:
 
     A restart, a failover, a dropped connection or a pool with no connection
     to give: 503 service_unavailable with Retry-After, which clients retry, not
-    500 internal_error. The exception itself is for the logs only.
+    500 internal_error. The exception itself is for the logs only. The
+    connection pool then tests its idle connections, so the ones the database
+    closed are replaced at once.
     """
     if not isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
         return None
+    # Other requests should not each meet a connection the database closed (combo.dbpool).
+    from combo.dbpool import after_database_failure
+
+    after_database_failure()
     return ComboError(
         ErrorCode.SERVICE_UNAVAILABLE,
         "The database is unavailable; retry the request in a moment.",

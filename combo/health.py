@@ -21,15 +21,20 @@ from rest_framework.views import APIView
 from combo import shutdown
 from combo.api.envelope import error_body
 from combo.cachebreaker import cache_breaker
-from combo.errors import ErrorCode
+from combo.dbpool import after_database_failure
+from combo.errors import DATABASE_UNAVAILABLE_ERRORS, ErrorCode
 
 logger = logging.getLogger("combo.health")
 
 
 def _check_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DATABASE_UNAVAILABLE_ERRORS:
+        after_database_failure()  # as a request would: the pool's dead connections go at once
+        raise
 
 
 def _check_cache() -> None:

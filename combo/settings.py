@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from combo import dbpool
 from combo.env import envbool, envfloat, envint, envlist, envnetworks, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -126,6 +127,10 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
             "min_size": envint("DB_POOL_MIN", 2, minimum=0),
             "max_size": envint("DB_POOL_MAX", 20, minimum=1),
             "timeout": envfloat("DB_POOL_TIMEOUT", 10.0),
+            # Back within about a second of the database's return, asking it about once a
+            # second while it is down and requests wait (combo.dbpool).
+            "reconnect_timeout": dbpool.RECONNECT_SECONDS,
+            "reconnect_failed": dbpool.reconnect_failed,
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
