@@ -285,19 +285,11 @@ async def test_events_under_another_content_type_are_read_as_events(content_type
     assert (await run(head + b"Content-Length: %d\r\n\r\n" % len(body) + body, transport))[:3] == ("error", 30006, "a")
 
 
-class PausedServer:
+class PausedServer(ScriptedServer):
     """Writes one response in the given pieces, each flushed then held back a moment: one network read each."""
 
     def __init__(self, pieces: list[bytes]) -> None:
         self.pieces = pieces
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
 
     async def handle(self, reader, writer):
         writer.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
