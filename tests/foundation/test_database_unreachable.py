@@ -49,3 +49,28 @@ def test_an_sqlite_file_that_cannot_be_opened_is_one_line_too(tmp_path):
     path = tmp_path / "missing-folder" / "combo.sqlite3"
     done = run(tmp_path, f"sqlite:///{path}", "migrate", "--noinput")
     assert_one_line(done, f"cannot reach the database at sqlite:///{path}: unable to open database file")
+
+
+@pytest.mark.parametrize("command", [
+    ["createsuperuser", "--noinput", "--username", "ops", "--email", "ops@example.com"],
+    ["createapikey", "alice", "--create-user"],
+])
+def test_every_other_command_ends_with_the_same_line(tmp_path, command):
+    # These meet the database through the pool, whose attempts are logged as warnings
+    # first; the command then ends with the same line and status, not a traceback.
+    port = free_port()
+    done = run(tmp_path, f"postgres://combo:{PASSWORD}@127.0.0.1:{port}/combo", *command)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback (most recent call last)" not in done.stderr
+    assert PASSWORD not in done.stderr + done.stdout
+    assert done.stderr.splitlines()[-1] == (
+        f"CommandError: cannot reach the database at postgres://127.0.0.1:{port}/combo: connection refused"
+    )
+
+
+def test_a_missing_table_is_not_called_an_unreachable_database(tmp_path):
+    # The database is there, only not migrated: Django's own error stands (it names the table).
+    done = run(tmp_path, f"sqlite:///{tmp_path / 'empty.sqlite3'}", "createapikey", "alice", "--create-user")
+    assert done.returncode != 0
+    assert "cannot reach the database" not in done.stderr
+    assert "no such table" in done.stderr
