@@ -2,11 +2,17 @@
 
 `LiveCombo` runs the product as `make run` does (daphne serving combo.asgi) in
 a subprocess with its own data folder, so a test talks to it over real sockets.
+
+The data folders (a database, collected static files, server logs: about 17 MB
+each) live in one folder per test run, removed when the run ends;
+COMBO_KEEP_TEST_DATA=1 keeps it to read the servers' logs afterwards.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +26,18 @@ from combo.server import daphne_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
+_data_root: str | None = None
+
+
+def data_root() -> str:
+    """This test run's folder for live servers' data, removed at its end (unless COMBO_KEEP_TEST_DATA=1)."""
+    global _data_root
+    if _data_root is None:
+        _data_root = tempfile.mkdtemp(prefix="combo-live-")
+        if os.environ.get("COMBO_KEEP_TEST_DATA") != "1":
+            atexit.register(shutil.rmtree, _data_root, True)
+    return _data_root
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -31,7 +49,7 @@ class LiveCombo:
     """One daphne process (or several sharing a data folder/database)."""
 
     def __init__(self, env: dict[str, str] | None = None, data_dir: str | None = None):
-        self.data_dir = data_dir or tempfile.mkdtemp(prefix="combo-live-")
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="server-", dir=data_root())
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "combo.settings",

@@ -1,9 +1,14 @@
 """Test-only settings: the product's settings with a throwaway data dir."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("COMBO_DATA_DIR", tempfile.mkdtemp(prefix="combo-test-"))
+if "COMBO_DATA_DIR" not in os.environ:  # made here, removed when this test run ends (servers it starts inherit it)
+    os.environ["COMBO_DATA_DIR"] = tempfile.mkdtemp(prefix="combo-test-")
+    if os.environ.get("COMBO_KEEP_TEST_DATA") != "1":
+        atexit.register(shutil.rmtree, os.environ["COMBO_DATA_DIR"], True)
 
 from combo.settings import *  # noqa: E402,F401,F403
 

@@ -5,16 +5,15 @@ import re
 import secrets
 import subprocess
 import sys
-import tempfile
 
 from tests.live import ROOT
 
 
-def test_check_deploy_leaves_only_the_proxys_jobs():
+def test_check_deploy_leaves_only_the_proxys_jobs(tmp_path):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "combo.settings",
-        "COMBO_DATA_DIR": tempfile.mkdtemp(prefix="combo-deploy-"),
+        "COMBO_DATA_DIR": str(tmp_path),
         "SECRET_KEY": secrets.token_urlsafe(64),
         "ALLOWED_HOSTS": "combo.example.com",
         "BEHIND_TLS_PROXY": "true",
