@@ -33,6 +33,11 @@ from combo import shutdown  # noqa: E402
 
 if shutdown.running_under_daphne():
     shutdown.install()
+    # Async work started from the sync views (the health check's channel-layer
+    # round trip) runs on the server's own loop, not a fresh one per request.
+    from combo import eventloop  # noqa: E402
+
+    eventloop.remember_server_loop()
     # Twisted buffers whole request bodies before the app runs: cap them there.
     from agents.knowledge.uploads import install_daphne_body_cap  # noqa: E402
 
