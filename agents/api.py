@@ -12,7 +12,6 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_view,
 )
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
@@ -36,48 +35,32 @@ from combo.api.parsers import StrictJSONParser
 from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin, OwnedReadCreateDeleteViewSet
 
 
-@extend_schema_view(
-    retrieve=extend_schema(parameters=[conditional.ETAG_HEADER]),
-    partial_update=extend_schema(parameters=[conditional.IF_MATCH_PARAMETER, conditional.ETAG_HEADER]),
-)
-class AgentViewSet(OwnedModelViewSet):
+@conditional.documented
+class AgentViewSet(conditional.ConditionalObjectMixin, OwnedModelViewSet):
     """Agents: a name, instructions (the system prompt), an LLM choice and an opening message.
 
-    GET of one agent and PATCH answer with its ETag; a PATCH with If-Match is
-    applied only if the agent is still that version (combo.api.conditional).
+    GET of one agent and PATCH answer with its ETag; a GET with If-None-Match
+    naming it is a 304, and a PATCH with If-Match is applied only if the agent
+    is still that version (combo.api.conditional).
     """
 
     queryset = Agent.objects.prefetch_related("files")
     serializer_class = AgentSerializer
-    extra_error_statuses = {"partial_update": ["412"]}
     error_descriptions = {
         "412": "The agent changed since the version in If-Match (10061); nothing was changed. "
         "Only with If-Match.",
     }
 
-    def _etag(self, agent: Agent) -> str:
-        return conditional.etag(self.get_serializer(agent).data)
-
-    def retrieve(self, request, *args, **kwargs):
-        response = super().retrieve(request, *args, **kwargs)
-        response["ETag"] = conditional.etag(response.data)
-        return response
-
     def update(self, request, *args, **kwargs):
-        header = request.headers.get("If-Match")
-        if header is not None and not conditional.if_match_holds(header, self._etag(self.get_object())):
-            raise conditional.precondition_failed()  # before the body is judged; checked again under the lock
-        response = super().update(request, *args, **kwargs)
-        response["ETag"] = conditional.etag(response.data)
-        return response
+        self.check_if_match()
+        return conditional.with_etag(super().update(request, *args, **kwargs))
 
     def perform_create(self, serializer):
         serializer.instance = services.agent_create(owner=self.request.user, **serializer.validated_data)
 
     def perform_update(self, serializer):
-        precondition = conditional.if_match_check(self.request, lambda agent: self.get_serializer(agent).data)
         serializer.instance = services.agent_update(
-            agent=serializer.instance, precondition=precondition, **serializer.validated_data
+            agent=serializer.instance, precondition=self.if_match_precondition(), **serializer.validated_data
         )
 
     def perform_destroy(self, instance):

@@ -62,8 +62,8 @@ class EnvelopeRenderer(JSONRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         response = (renderer_context or {}).get("response")
-        if response is not None and response.status_code == 204:
-            return b""  # 204 No Content: no envelope either (HTTP forbids a body)
+        if response is not None and response.status_code in (204, 304):
+            return b""  # 204 No Content, 304 Not Modified: no envelope either (HTTP forbids a body)
         if response is not None and getattr(response, "combo_envelope", False) is False:
             if response.status_code < 400:
                 data = success(data)

@@ -100,9 +100,11 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
         return response
 
     def _enveloped(self, request, response):
-        if response.status_code == 204:
+        if response.status_code in (204, 304):
             # No content, so neither a type nor a length (RFC 9110 forbids the
-            # length on a 204; DRF's renderer names a type anyway).
+            # length on a 204, and on a 304 any length but the 200's; DRF's
+            # renderer names a type anyway). The other headers stay: a 304
+            # keeps its ETag, X-Request-Id, Cache-Control and rate limits.
             if not getattr(response, "streaming", False) and not response.content:
                 for header in ("Content-Type", "Content-Length"):
                     if header in response:

@@ -12,6 +12,7 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
 
 from combo import ratelimit
+from combo.api.conditional import NOT_MODIFIED_DESCRIPTION
 from combo.api.serializers import StrictSerializerMixin
 from combo.errors import ErrorCode, markdown_table
 
@@ -119,6 +120,13 @@ class EnvelopeAutoSchema(AutoSchema):
         responses = super()._get_response_bodies(direction)
         # A view may say more precisely what a status means for it (`error_descriptions`).
         descriptions = {**_ERROR_DESCRIPTIONS, **getattr(self.view, "error_descriptions", {})}
+        if getattr(self.view, "action", None) in getattr(self.view, "not_modified_actions", ()):
+            # A conditional read (combo.api.conditional): 304 with the ETag header and no body.
+            not_modified = {"description": NOT_MODIFIED_DESCRIPTION}
+            headers = self._get_response_headers_for_code("304", direction)
+            if headers:
+                not_modified["headers"] = headers
+            responses.setdefault("304", not_modified)
         for status in self.get_error_statuses():
             responses.setdefault(
                 status,

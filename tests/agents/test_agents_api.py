@@ -437,3 +437,56 @@ def test_the_openapi_document_describes_etag_and_if_match(api, db):
     assert "412" in item["patch"]["responses"] and "10061" in item["patch"]["responses"]["412"]["description"]
     assert any(p["name"] == "If-Match" and p["in"] == "header" for p in item["patch"]["parameters"])
     assert "412" not in item["get"]["responses"]
+
+
+# --- If-None-Match: reading an agent only if it changed --------------------------------
+
+
+def test_a_read_with_the_current_etag_in_if_none_match_is_a_304_without_a_body(api, alice):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    _, full, read = api.get(path, auth=alice.key_auth)
+    etag = read["ETag"]
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=etag)
+    assert (status, body, response.content) == (304, None, b"")
+    assert response["ETag"] == etag
+    # The headers every API answer carries stay; no content headers on an empty answer.
+    assert response["X-Request-Id"] and response["Cache-Control"] == "no-store"
+    assert int(response["X-RateLimit-Remaining"]) == int(read["X-RateLimit-Remaining"]) - 1  # a 304 is counted
+    assert "Content-Type" not in response and "Content-Length" not in response
+    # After an update the old tag is stale: the full answer again, with the new tag.
+    assert api.patch(path, {"name": "Renamed"}, auth=alice.key_auth)[0] == 200
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=etag)
+    assert status == 200 and body["data"]["name"] == "Renamed" and response["ETag"] != etag
+    assert body["data"] == {**full["data"], "name": "Renamed", "updated_at": body["data"]["updated_at"]}
+
+
+@pytest.mark.parametrize("header, not_modified", [
+    ("{etag}", True), ("W/{etag}", True), ('"other", {etag}', True), ("*", True),
+    ('"other"', False), ("not an etag", False), ("", False),
+])
+def test_if_none_match_takes_star_and_lists_and_compares_weakly(api, alice, header, not_modified):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=header.format(etag=etag))
+    if not_modified:
+        assert (status, response.content, response["ETag"]) == (304, b"", etag)
+    else:
+        assert status == 200 and body["data"]["id"] == agent["id"] and response["ETag"] == etag
+
+
+def test_if_none_match_does_not_hide_a_missing_or_foreign_agent(api, alice, bob):
+    agent = make_agent(api, alice)
+    status, body, _ = api.get(f"/v1/combo/agents/{agent['id']}", auth=bob.key_auth, HTTP_IF_NONE_MATCH="*")
+    assert (status, body["code"]) == (404, 10040)
+
+
+def test_the_openapi_document_describes_if_none_match_and_the_304(api, db):
+    doc = api.client.get("/v1/openapi.json").json()
+    get = doc["paths"]["/v1/combo/agents/{id}"]["get"]
+    assert any(p["name"] == "If-None-Match" and p["in"] == "header" for p in get["parameters"])
+    not_modified = get["responses"]["304"]
+    assert "ETag" in not_modified["headers"] and "X-Request-Id" in not_modified["headers"]
+    assert "content" not in not_modified
+    assert "304" not in doc["paths"]["/v1/combo/agents/{id}"]["patch"]["responses"]
