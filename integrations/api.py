@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from agents.models import Agent
 from combo import ratelimit
+from combo.api import conditional
 from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin
 from combo.errors import ComboError, ErrorCode
 from integrations import services, signing
@@ -44,12 +45,23 @@ def _check_uuid(raw) -> None:
         raise Http404 from None
 
 
+@conditional.documented
 @extend_schema(tags=["integrations"])
-class WebhookViewSet(OwnedModelViewSet):
-    """Webhooks: an agent that answers signed events, optionally sending each result to a callback URL."""
+class WebhookViewSet(conditional.ConditionalObjectMixin, OwnedModelViewSet):
+    """Webhooks: an agent that answers signed events, optionally sending each result to a callback URL.
+
+    GET of one webhook and PATCH answer with its ETag (a hash of the answer's
+    data, which never carries the secret); a GET with If-None-Match naming it
+    is a 304, and a PATCH with If-Match is applied only if the webhook is still
+    that version, a rotated secret included (combo.api.conditional).
+    """
 
     queryset = Webhook.objects.all()
     serializer_class = WebhookSerializer
+    error_descriptions = {
+        "412": "The webhook changed since the version in If-Match (10061), its secret rotated included; "
+        "nothing was changed. Only with If-Match.",
+    }
 
     @extend_schema(
         summary="Create a webhook",
@@ -68,13 +80,14 @@ class WebhookViewSet(OwnedModelViewSet):
     @extend_schema(summary="Change a webhook")
     def partial_update(self, request, id=None):
         webhook = self.get_object()
+        self.check_if_match(webhook)
         serializer = WebhookSerializer(webhook, data=request.data, partial=True, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
         if "agent_id" in fields:
             fields["agent"] = _owned_agent(request.user, fields.pop("agent_id"))
-        webhook = services.webhook_update(webhook=webhook, **fields)
-        return Response(WebhookSerializer(webhook, context=self.get_serializer_context()).data)
+        webhook = services.webhook_update(webhook=webhook, precondition=self.if_match_precondition(), **fields)
+        return conditional.with_etag(Response(self.representation(webhook)))
 
     def perform_destroy(self, instance):
         services.webhook_delete(webhook=instance)

@@ -232,3 +232,95 @@ def test_a_callback_host_no_dns_name_can_be_is_10001_and_nothing_is_made(api, al
     assert (status, envelope["code"]) == (400, 10001)
     assert "not a valid host name" in envelope["data"]["errors"]["callback_url"][0]
     assert not Webhook.objects.exists()
+
+
+# --- ETag, If-Match and If-None-Match ------------------------------------------------
+
+
+def test_reading_a_webhook_gives_a_stable_etag_and_a_patch_with_it_applies(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    status, _, read = api.get(path, auth=alice.key_auth)
+    assert status == 200 and read["ETag"].startswith('"') and read["ETag"].endswith('"')
+    assert api.get(path, auth=alice.jwt_auth)[2]["ETag"] == read["ETag"]  # the same webhook, the same tag
+    status, body, patched = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=read["ETag"])
+    assert status == 200 and body["data"]["name"] == "Renamed"
+    assert patched["ETag"] != read["ETag"]
+    assert patched["ETag"] == api.get(path, auth=alice.key_auth)[2]["ETag"]  # the new version, as GET says
+    assert Webhook.objects.get(id=hook.id).name == "Renamed"
+
+
+def test_a_webhook_patch_with_a_stale_etag_is_a_412_and_changes_nothing(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.patch(path, {"enabled": False}, auth=alice.key_auth)[0] == 200  # no If-Match: as before
+    status, body, response = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061), body
+    assert body["data"]["request_id"] == response["X-Request-Id"] and "ETag" not in response
+    stored = Webhook.objects.get(id=hook.id)
+    assert (stored.name, stored.enabled) == ("CI", False)
+    # Judged before the body: a stale tag with an invalid body is still the 412.
+    status, body, _ = api.patch(path, {"name": ""}, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061)
+
+
+def test_a_rotated_secret_makes_the_webhooks_etag_stale_without_the_etag_carrying_it(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, rotated = api.post(f"{path}/rotate-secret", auth=alice.key_auth)
+    assert status == 200 and "ETag" not in rotated  # the one answer that shows a secret gets no tag
+    secret = body["data"]["secret"]
+    status, read, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=etag)
+    assert status == 200 and response["ETag"] != etag and read["data"]["secret_hint"] == secret[-4:]
+    assert secret not in response["ETag"] and hook.secret not in response["ETag"]
+    status, body, _ = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061)
+    assert api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=response["ETag"])[0] == 200
+
+
+def test_if_match_is_checked_again_under_the_webhooks_row_lock(make_webhook, api, alice, monkeypatch):
+    """A change landing after the webhook was read (and its If-Match first checked) still makes a 412."""
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    _get_object_then(monkeypatch, lambda found: Webhook.objects.filter(pk=found.pk).update(name="Changed meanwhile"))
+    status, body, _ = api.patch(path, {"enabled": False}, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061), body
+    stored = Webhook.objects.get(id=hook.id)
+    assert (stored.name, stored.enabled) == ("Changed meanwhile", True)
+
+
+@pytest.mark.parametrize("header, applies", [("*", True), ("W/{etag}", False), ('"other"', False)])
+def test_a_webhooks_if_match_takes_star_and_compares_strongly(make_webhook, api, alice, header, applies):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, _ = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=header.format(etag=etag))
+    assert status == (200 if applies else 412), body
+    assert Webhook.objects.get(id=hook.id).name == ("Renamed" if applies else "CI")
+
+
+def test_a_webhook_read_with_the_current_etag_in_if_none_match_is_a_304(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=f'"other", W/{etag}')
+    assert (status, body, response.content, response["ETag"]) == (304, None, b"", etag)
+    assert response["X-Request-Id"] and response["Cache-Control"] == "no-store" and "X-RateLimit-Limit" in response
+    assert "Content-Type" not in response and "Content-Length" not in response
+    # Changed: the full answer.
+    assert api.patch(path, {"enabled": False}, auth=alice.key_auth)[0] == 200
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=etag)
+    assert status == 200 and body["data"]["enabled"] is False and response["ETag"] != etag
+
+
+def test_the_openapi_document_describes_the_webhooks_conditional_requests(api, db):
+    item = api.client.get("/v1/openapi.json").json()["paths"][f"{WEBHOOKS}/{{id}}"]
+    assert any(p["name"] == "If-None-Match" and p["in"] == "header" for p in item["get"]["parameters"])
+    assert "ETag" in item["get"]["responses"]["200"]["headers"] and "ETag" in item["get"]["responses"]["304"]["headers"]
+    assert any(p["name"] == "If-Match" and p["in"] == "header" for p in item["patch"]["parameters"])
+    assert "ETag" in item["patch"]["responses"]["200"]["headers"]
+    assert "10061" in item["patch"]["responses"]["412"]["description"]
+    assert item["patch"]["summary"] == "Change a webhook"
