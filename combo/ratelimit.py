@@ -56,7 +56,8 @@ UPLOADS = "uploads"
 DEFAULT = "default"
 LOGIN = "login"
 WEBHOOK = "webhook"
-FAMILIES = (COMPLETIONS, UPLOADS, DEFAULT, LOGIN, WEBHOOK)
+HEALTH = "health"
+FAMILIES = (COMPLETIONS, UPLOADS, DEFAULT, LOGIN, WEBHOOK, HEALTH)
 
 # Every ceiling is per minute (django-ratelimit's fixed window, "<n>/m").
 WINDOW_SECONDS = 60
@@ -76,6 +77,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", re.compile(r"^/v1/combo/files/?$"), UPLOADS),
     Route("POST", re.compile(r"^/v1/auth/token/?$"), LOGIN),
     Route("POST", re.compile(r"^/v1/integrations/webhooks/(?P<webhook_id>[^/]+)/events/?$"), WEBHOOK),
+    # Load balancers and orchestrators probe every process, often from one address:
+    # a budget of its own, so probes never spend (or are refused by) the API's.
+    Route("GET", re.compile(r"^/v1/health/?$"), HEALTH),
 )
 
 # Which ApiKey field overrides which family's ceiling (null: the setting applies).
@@ -507,6 +511,7 @@ _FAMILY_DOCS = {
     DEFAULT: ("every other /v1 operation", "API key (JWT: user; none: client IP)"),
     LOGIN: ("POST /v1/auth/token", "client IP, and separately the username tried"),
     WEBHOOK: ("POST /v1/integrations/webhooks/{webhook_id}/events", "webhook (signed calls); client IP (any other)"),
+    HEALTH: ("GET /v1/health", "client IP"),
 }
 
 

@@ -263,6 +263,8 @@ RATE_LIMITS = {
     "login": envint("COMBO_RATELIMIT_LOGIN", 10, minimum=1),
     # Inbound webhook calls, per webhook.
     "webhook": envint("COMBO_RATELIMIT_WEBHOOK", _DEFAULT_PER_MINUTE, minimum=1),
+    # GET /v1/health, per client IP: probes of many processes from one address fit.
+    "health": envint("COMBO_RATELIMIT_HEALTH", 1200, minimum=1),
 }
 # Reverse proxies whose X-Forwarded-For is believed (IPs or CIDRs). Empty: the
 # client IP is the TCP peer, whatever the header says.

@@ -17,7 +17,7 @@ def test_a_rejected_credential_spends_nothing_and_shows_no_budget(api, alice, cl
             assert "X-RateLimit-Remaining" not in response
 
     # Neither this address's budget nor alice's was touched.
-    assert api.get("/v1/health")[2]["X-RateLimit-Remaining"] == "299"
+    assert api.get("/v1/health")[2]["X-RateLimit-Remaining"] == "1199"
     assert api.get(PING, auth=alice.key_auth)[2]["X-RateLimit-Remaining"] == "299"
 
 

@@ -22,7 +22,7 @@ def health(api, remote, forwarded=None):
 
 
 def test_a_client_cannot_choose_its_address_with_x_forwarded_for(api, clock, limits):
-    limits(default=2)
+    limits(health=2)
     assert health(api, "198.51.100.7", "1.1.1.1")[0] == 200
     assert health(api, "198.51.100.7", "2.2.2.2")[0] == 200
     status, body, _ = health(api, "198.51.100.7", "3.3.3.3")
@@ -30,14 +30,14 @@ def test_a_client_cannot_choose_its_address_with_x_forwarded_for(api, clock, lim
 
 
 def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(api, clock, limits, behind_proxy):
-    limits(default=1)
+    limits(health=1)
     assert health(api, "10.0.0.5", "203.0.113.5")[0] == 200
     assert health(api, "10.0.0.5", "203.0.113.5")[0] == 429
     assert health(api, "10.0.0.5", "203.0.113.6")[0] == 200
 
 
 def test_a_forged_hop_left_of_the_real_client_is_ignored(api, clock, limits, behind_proxy):
-    limits(default=1)
+    limits(health=1)
     assert health(api, "10.0.0.5", "203.0.113.5")[0] == 200
     # The client wrote "9.9.9.9"; our proxy appended the address it really saw.
     assert health(api, "10.0.0.5", "9.9.9.9, 203.0.113.5")[0] == 429
@@ -96,3 +96,23 @@ def test_serve_does_not_let_daphne_believe_forwarded_headers():
     for command in (daphne_command(fd=7), daphne_command("127.0.0.1", 9380)):
         assert "combo.server" in command and "combo.asgi:application" in command
     assert not any(arg.startswith("--proxy-headers") for arg in command)
+
+
+def test_health_probes_have_a_budget_apart_from_the_apis(api, clock, limits):
+    limits(health=3, default=2)
+    for remaining in ("2", "1", "0"):
+        status, _, response = health(api, "198.51.100.9")
+        assert status == 200 and response["X-RateLimit-Remaining"] == remaining
+        assert response["X-RateLimit-Limit"] == "3"
+    status, body, _ = health(api, "198.51.100.9")
+    assert status == 429 and body["data"]["family"] == "health"
+    # The same address's API budget is untouched by the probes.
+    status, body, response = api.post("/v1/auth/token/refresh", {}, REMOTE_ADDR="198.51.100.9")
+    assert status == 400 and response["X-RateLimit-Limit"] == "2" and response["X-RateLimit-Remaining"] == "1"
+
+
+def test_the_health_ceiling_defaults_to_twenty_a_second():
+    from combo.settings import RATE_LIMITS
+
+    assert ratelimit.operation_family("GET", "/v1/health")[0] == ratelimit.HEALTH
+    assert RATE_LIMITS["health"] == 1200

@@ -101,7 +101,7 @@ def test_jwt_callers_share_one_budget_per_user_apart_from_their_keys(api, alice,
 
 
 def test_callers_without_a_credential_are_counted_per_client_ip(api, db, clock, limits):
-    limits(default=1)
+    limits(health=1)
     assert api.get("/v1/health", REMOTE_ADDR="198.51.100.1")[0] == 200
     status, body, _ = api.get("/v1/health", REMOTE_ADDR="198.51.100.1")
     assert status == 429 and body["code"] == 10090
@@ -110,7 +110,7 @@ def test_callers_without_a_credential_are_counted_per_client_ip(api, db, clock, 
 
 
 def test_one_ipv6_client_is_counted_per_64_network(api, db, clock, limits):
-    limits(default=1)
+    limits(health=1)
     assert api.get("/v1/health", REMOTE_ADDR="2001:db8:1:2::10")[0] == 200
     assert api.get("/v1/health", REMOTE_ADDR="2001:db8:1:2::11")[0] == 429
     assert api.get("/v1/health", REMOTE_ADDR="2001:db8:1:3::10")[0] == 200
