@@ -17,6 +17,7 @@ from agents.knowledge import services
 from agents.knowledge.serializers import KnowledgeFileSerializer, KnowledgeFileUploadSerializer
 from agents.knowledge.uploads import SizeLimitUploadHandler, check_content_length
 from agents.models import Agent, KnowledgeFile
+from combo.api import conditional
 from combo.api.viewsets import OwnedQuerysetMixin
 from combo.errors import ComboError, ErrorCode
 
@@ -61,14 +62,22 @@ class UploadParser(MultiPartParser):
             ) from None
 
 
+@conditional.documented
 class KnowledgeFileViewSet(
+    conditional.ConditionalObjectMixin,
     OwnedQuerysetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Knowledge files: the documents agents retrieve passages from."""
+    """Knowledge files: the documents agents retrieve passages from.
+
+    GET of one file answers with its ETag, and with If-None-Match naming it is
+    a 304, so a client polling the status while the file is ingested fetches
+    it whole only when it changed (combo.api.conditional). Files are never
+    updated, so there is no If-Match.
+    """
 
     queryset = KnowledgeFile.objects.prefetch_related("agents")
     serializer_class = KnowledgeFileSerializer
@@ -121,7 +130,15 @@ class KnowledgeFileViewSet(
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(operation_id="combo_files_retrieve", summary="Read a file's status")
+    @extend_schema(
+        operation_id="combo_files_retrieve",
+        summary="Read a file's status",
+        description=(
+            "The file and its ingestion status (`queued`, `processing`, `ready` or `failed`, with "
+            "`failure_reason`). The answer carries an `ETag`; poll with `If-None-Match: <ETag>` and the "
+            "answer is `304 Not Modified` with no body until the file changes."
+        ),
+    )
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
 

@@ -1,11 +1,12 @@
-"""ETag, If-Match and If-None-Match for the API's objects (agents, webhooks).
+"""ETag, If-Match and If-None-Match for the API's objects (agents, webhooks, files).
 
 GET of an object answers with a strong `ETag` of its representation (a hash
 of its JSON `data`, which never carries a secret), and so does a successful
 update. A PATCH carrying `If-Match: <that ETag>` is applied only if the
 object's representation is still that one, checked under the row's lock;
 otherwise 412 with code 10061, and nothing changes. `If-Match: *` matches any
-object that exists. A GET carrying `If-None-Match` with the current ETag (weak
+object that exists (for objects that can be updated: files cannot, so a
+file has only the ETag and If-None-Match). A GET carrying `If-None-Match` with the current ETag (weak
 comparison, RFC 9110 13.1.2; `*` matches too) answers 304 Not Modified with
 the ETag and no body. A request without these headers is served as before.
 
@@ -127,11 +128,13 @@ def with_etag(response: Response) -> Response:
 
 
 def documented(cls):
-    """The OpenAPI document's side of ConditionalObjectMixin: the headers of the read and of the update."""
-    return extend_schema_view(
-        retrieve=extend_schema(parameters=[IF_NONE_MATCH_PARAMETER, ETAG_HEADER]),
-        partial_update=extend_schema(parameters=[IF_MATCH_PARAMETER, ETAG_HEADER]),
-    )(cls)
+    """The OpenAPI document's side of ConditionalObjectMixin: the headers of the read and of the update
+    (of those of the two the viewset has: a read-only object has no If-Match)."""
+    operations = {
+        "retrieve": extend_schema(parameters=[IF_NONE_MATCH_PARAMETER, ETAG_HEADER]),
+        "partial_update": extend_schema(parameters=[IF_MATCH_PARAMETER, ETAG_HEADER]),
+    }
+    return extend_schema_view(**{name: schema for name, schema in operations.items() if hasattr(cls, name)})(cls)
 
 
 class ConditionalObjectMixin:

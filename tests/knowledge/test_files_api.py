@@ -345,6 +345,62 @@ def test_a_file_deleted_right_after_the_worker_claimed_it_is_skipped(api, alice,
     assert not Chunk.objects.exists()
 
 
+# ---------------------------------------------------------------- polling: ETag and If-None-Match
+
+
+def test_polling_a_file_with_if_none_match_is_a_304_until_its_status_changes(api, alice, upload, drain):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    path = f"/v1/combo/files/{body['data']['id']}"
+    status, queued, read = api.get(path, auth=alice.key_auth)
+    etag = read["ETag"]
+    assert status == 200 and queued["data"]["status"] == "queued"
+    assert etag.startswith('"') and etag.endswith('"') and not etag.startswith("W/")
+    assert api.get(path, auth=alice.key_auth)[2]["ETag"] == etag  # the same file, the same tag
+
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=etag)
+    assert (status, body, response.content, response["ETag"]) == (304, None, b"", etag)
+    assert response["X-Request-Id"] and response["Cache-Control"] == "no-store"
+    assert int(response["X-RateLimit-Remaining"]) == int(read["X-RateLimit-Remaining"]) - 2  # a 304 is counted
+    assert "Content-Type" not in response and "Content-Length" not in response
+    assert api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=f'W/{etag}')[0] == 304  # weak comparison
+
+    # Ingested meanwhile: the old tag is stale, the whole file comes back with the new one.
+    assert drain() == 1
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=etag)
+    assert status == 200 and body["data"]["status"] == "ready" and response["ETag"] != etag
+    assert api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=response["ETag"])[0] == 304
+
+
+def test_if_none_match_does_not_hide_a_missing_or_foreign_file(api, alice, bob, upload):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    status, theirs, _ = api.get(f"/v1/combo/files/{body['data']['id']}", auth=bob.key_auth, HTTP_IF_NONE_MATCH="*")
+    assert (status, theirs["code"]) == (404, 10040)
+    status, missing, _ = api.get(f"/v1/combo/files/{uuid.uuid4()}", auth=alice.key_auth, HTTP_IF_NONE_MATCH="*")
+    assert (status, missing["code"]) == (404, 10040)
+
+
+def test_the_file_list_upload_and_delete_carry_no_etag(api, alice, upload):
+    status, body, response = upload(alice, "a.txt", TEXT)
+    assert status == 201 and "ETag" not in response
+    status, _, response = api.get("/v1/combo/files", auth=alice.key_auth)
+    assert status == 200 and "ETag" not in response
+    status, _, response = api.delete(f"/v1/combo/files/{body['data']['id']}", auth=alice.key_auth)
+    assert status == 204 and "ETag" not in response
+
+
+def test_the_openapi_document_describes_the_files_etag_and_304(api, db):
+    doc = api.client.get("/v1/openapi.json").json()
+    item = doc["paths"]["/v1/combo/files/{file_id}"]
+    get = item["get"]
+    assert any(p["name"] == "If-None-Match" and p["in"] == "header" for p in get["parameters"])
+    assert "ETag" in get["responses"]["200"]["headers"]
+    not_modified = get["responses"]["304"]
+    assert "ETag" in not_modified["headers"] and "content" not in not_modified
+    assert "412" not in get["responses"] and "patch" not in item  # no update, so no If-Match
+    assert not any(p["name"] == "If-Match" for p in get["parameters"])
+    assert "304" not in item["delete"]["responses"]
+
+
 # ---------------------------------------------------------------- ownership
 
 
