@@ -41,9 +41,10 @@ from ._base import (
     TimeoutTypes,
     build_httpx_request,
     connection_error,
+    is_not_modified,
     page_of,
-    parse_data,
     raise_for_error,
+    result_of,
 )
 from ._streaming import AsyncStream
 from .types import (
@@ -141,11 +142,19 @@ class AsyncAgents(_AsyncResource):
         )
         return await self._client._run(ops.agent_create(fields))
 
-    async def retrieve(self, agent_id: str) -> Agent:
-        return await self._client._run(ops.agent_retrieve(agent_id))
+    @overload
+    async def retrieve(self, agent_id: str) -> Agent: ...
 
-    async def update(self, agent_id: str, **fields: Any) -> Agent:
-        return await self._client._run(ops.agent_update(agent_id, fields))
+    @overload
+    async def retrieve(self, agent_id: str, *, if_none_match: Optional[str]) -> Optional[Agent]: ...
+
+    async def retrieve(self, agent_id: str, *, if_none_match: Optional[str] = None) -> Optional[Agent]:
+        """The agent with its `.etag`; with `if_none_match=etag`, None while it is still that version."""
+        return await self._client._run(ops.agent_retrieve(agent_id, if_none_match=if_none_match))
+
+    async def update(self, agent_id: str, *, if_match: Any = NOT_GIVEN, **fields: Any) -> Agent:
+        """PATCH; with `if_match=etag`, only if the agent is still that version (else PreconditionFailedError)."""
+        return await self._client._run(ops.agent_update(agent_id, fields, if_match=if_match))
 
     async def delete(self, agent_id: str) -> None:
         await self._client._run(ops.agent_delete(agent_id))
@@ -249,8 +258,15 @@ class AsyncFiles(_AsyncResource):
     def list(self, *, limit: Optional[int] = None, **filters: Any) -> AsyncCursor[File]:
         return self._client._paginate(ops.file_list(limit=limit, filters=filters))
 
-    async def retrieve(self, file_id: str) -> File:
-        return await self._client._run(ops.file_retrieve(file_id))
+    @overload
+    async def retrieve(self, file_id: str) -> File: ...
+
+    @overload
+    async def retrieve(self, file_id: str, *, if_none_match: Optional[str]) -> Optional[File]: ...
+
+    async def retrieve(self, file_id: str, *, if_none_match: Optional[str] = None) -> Optional[File]:
+        """The file with its `.etag`; with `if_none_match=etag`, None while it is still that version."""
+        return await self._client._run(ops.file_retrieve(file_id, if_none_match=if_none_match))
 
     async def delete(self, file_id: str) -> None:
         await self._client._run(ops.file_delete(file_id))
@@ -285,11 +301,19 @@ class AsyncWebhooks(_AsyncResource):
         )
         return await self._client._run(ops.webhook_create(fields))
 
-    async def retrieve(self, webhook_id: str) -> Webhook:
-        return await self._client._run(ops.webhook_retrieve(webhook_id))
+    @overload
+    async def retrieve(self, webhook_id: str) -> Webhook: ...
 
-    async def update(self, webhook_id: str, **fields: Any) -> Webhook:
-        return await self._client._run(ops.webhook_update(webhook_id, fields))
+    @overload
+    async def retrieve(self, webhook_id: str, *, if_none_match: Optional[str]) -> Optional[Webhook]: ...
+
+    async def retrieve(self, webhook_id: str, *, if_none_match: Optional[str] = None) -> Optional[Webhook]:
+        """The webhook with its `.etag`; with `if_none_match=etag`, None while it is still that version."""
+        return await self._client._run(ops.webhook_retrieve(webhook_id, if_none_match=if_none_match))
+
+    async def update(self, webhook_id: str, *, if_match: Any = NOT_GIVEN, **fields: Any) -> Webhook:
+        """PATCH; with `if_match=etag`, only if the webhook is still that version (else PreconditionFailedError)."""
+        return await self._client._run(ops.webhook_update(webhook_id, fields, if_match=if_match))
 
     async def delete(self, webhook_id: str) -> None:
         await self._client._run(ops.webhook_delete(webhook_id))
@@ -453,8 +477,7 @@ class AsyncComboAgent:
         response = await self._send(request)
         if request.stream:
             return AsyncStream(response, on_done=request.on_done)
-        data = parse_data(response)
-        return request.cast(data) if request.cast is not None else data
+        return result_of(request, response)
 
     async def _send(self, request: APIRequest[Any]) -> httpx.Response:
         policy = self._config.retry
@@ -471,7 +494,7 @@ class AsyncComboAgent:
                 await asyncio.sleep(delay)
                 attempt += 1
                 continue
-            if response.is_success:
+            if response.is_success or is_not_modified(request, response):
                 return response
             if request.stream:
                 try:

@@ -37,6 +37,7 @@ from .errors import (
     ComboAPIError,
     error_from_envelope,
 )
+from .types import ComboObject
 
 DEFAULT_BASE_URL = "http://localhost:9380/v1"
 DEFAULT_MAX_RETRIES = 2
@@ -94,6 +95,7 @@ class APIRequest(Generic[T]):
     stream: bool = False
     authenticated: bool = True
     on_done: Optional[Callable[[Any], None]] = None  # streams: called with the DoneEvent
+    headers: Optional[Dict[str, str]] = None  # e.g. If-Match / If-None-Match (conditional_headers)
 
 
 @dataclass
@@ -157,6 +159,8 @@ class ClientConfig:
             "Accept": "text/event-stream" if request.stream else "application/json",
         }
         headers.update(self.default_headers)
+        if request.headers:
+            headers.update(request.headers)
         if request.authenticated and self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
@@ -177,6 +181,53 @@ def build_httpx_request(http: Any, config: ClientConfig, request: APIRequest[Any
         timeout=config.timeout,
     )
     return built
+
+
+def conditional_headers(*, if_match: Any = NOT_GIVEN, if_none_match: Optional[str] = None) -> Optional[Dict[str, str]]:
+    """The If-Match / If-None-Match headers of a conditional request (None when there are none).
+
+    `if_match` left out means an unconditional update; given, it must be an
+    ETag (or `*`): None there is refused, since an object read without an
+    ETag (from `create()`, say) would otherwise turn a safe update into an
+    unconditional one without a word. `if_none_match=None` is a plain read.
+    """
+    headers: Dict[str, str] = {}
+    if if_match is not NOT_GIVEN:
+        headers["If-Match"] = _entity_tag("if_match", if_match)
+    if if_none_match is not None:
+        headers["If-None-Match"] = _entity_tag("if_none_match", if_none_match)
+    return headers or None
+
+
+def _entity_tag(name: str, value: Any) -> str:
+    if value is None:
+        raise ValueError(
+            f"{name}=None: there is no ETag to send. Objects from retrieve() and update() carry one in "
+            "`.etag`; read the object first, or pass if_match='*' to require only that it exists."
+        )
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"{name} must be an ETag string such as '\"3f2a...\"' (or '*'), not {value!r}")
+    return value.strip()
+
+
+def is_not_modified(request: APIRequest[Any], response: httpx.Response) -> bool:
+    """A 304 answering a conditional read (If-None-Match): the object did not change."""
+    return response.status_code == 304 and "If-None-Match" in (request.headers or {})
+
+
+def result_of(request: APIRequest[Any], response: httpx.Response) -> Any:
+    """The return value of a (non-stream) request from its read answer.
+
+    None for a 304 to a conditional read. An object (`ComboObject`) gets the
+    answer's `ETag` header as its `etag` attribute (None when there is none).
+    """
+    if is_not_modified(request, response):
+        return None
+    data = parse_data(response)
+    result = request.cast(data) if request.cast is not None else data
+    if isinstance(result, ComboObject):
+        result._etag = response.headers.get("etag") or None
+    return result
 
 
 def raise_for_error(response: httpx.Response) -> None:
@@ -253,6 +304,9 @@ __all__ = [
     "seg",
     "drop_none",
     "build_httpx_request",
+    "conditional_headers",
+    "is_not_modified",
+    "result_of",
     "parse_data",
     "raise_for_error",
     "connection_error",

@@ -35,9 +35,10 @@ from ._base import (
     TimeoutTypes,
     build_httpx_request,
     connection_error,
+    is_not_modified,
     page_of,
-    parse_data,
     raise_for_error,
+    result_of,
 )
 from ._streaming import Stream
 from .types import (
@@ -142,12 +143,30 @@ class Agents(_Resource):
         )
         return self._client._run(ops.agent_create(fields))
 
-    def retrieve(self, agent_id: str) -> Agent:
-        return self._client._run(ops.agent_retrieve(agent_id))
+    @overload
+    def retrieve(self, agent_id: str) -> Agent: ...
 
-    def update(self, agent_id: str, **fields: Any) -> Agent:
-        """Change some fields (PATCH): name, description, instructions, opening_message, llm."""
-        return self._client._run(ops.agent_update(agent_id, fields))
+    @overload
+    def retrieve(self, agent_id: str, *, if_none_match: Optional[str]) -> Optional[Agent]: ...
+
+    def retrieve(self, agent_id: str, *, if_none_match: Optional[str] = None) -> Optional[Agent]:
+        """The agent, with its version in `.etag`.
+
+        `if_none_match=etag` (an `.etag` you kept) makes it a conditional read:
+        None when the agent is still that version (the server's 304, no body),
+        else the agent as it is now, with its new `.etag`.
+        """
+        return self._client._run(ops.agent_retrieve(agent_id, if_none_match=if_none_match))
+
+    def update(self, agent_id: str, *, if_match: Any = NOT_GIVEN, **fields: Any) -> Agent:
+        """Change some fields (PATCH): name, description, instructions, opening_message, llm.
+
+        Returns the agent with its new `.etag`. `if_match=etag` (from
+        `retrieve()` or a previous `update()`) applies the change only if the
+        agent is still that version, else raises `PreconditionFailedError` and
+        nothing changes; `if_match="*"` only requires that it exists.
+        """
+        return self._client._run(ops.agent_update(agent_id, fields, if_match=if_match))
 
     def delete(self, agent_id: str) -> None:
         self._client._run(ops.agent_delete(agent_id))
@@ -272,8 +291,20 @@ class Files(_Resource):
     def list(self, *, limit: Optional[int] = None, **filters: Any) -> SyncCursor[File]:
         return self._client._paginate(ops.file_list(limit=limit, filters=filters))
 
-    def retrieve(self, file_id: str) -> File:
-        return self._client._run(ops.file_retrieve(file_id))
+    @overload
+    def retrieve(self, file_id: str) -> File: ...
+
+    @overload
+    def retrieve(self, file_id: str, *, if_none_match: Optional[str]) -> Optional[File]: ...
+
+    def retrieve(self, file_id: str, *, if_none_match: Optional[str] = None) -> Optional[File]:
+        """The file and its status, with its version in `.etag`.
+
+        `if_none_match=etag` makes it a conditional read, for polling: None
+        while the file is still that version (the server's 304, no body),
+        else the file as it is now, with its new `.etag`.
+        """
+        return self._client._run(ops.file_retrieve(file_id, if_none_match=if_none_match))
 
     def delete(self, file_id: str) -> None:
         self._client._run(ops.file_delete(file_id))
@@ -311,11 +342,28 @@ class Webhooks(_Resource):
         )
         return self._client._run(ops.webhook_create(fields))
 
-    def retrieve(self, webhook_id: str) -> Webhook:
-        return self._client._run(ops.webhook_retrieve(webhook_id))
+    @overload
+    def retrieve(self, webhook_id: str) -> Webhook: ...
 
-    def update(self, webhook_id: str, **fields: Any) -> Webhook:
-        return self._client._run(ops.webhook_update(webhook_id, fields))
+    @overload
+    def retrieve(self, webhook_id: str, *, if_none_match: Optional[str]) -> Optional[Webhook]: ...
+
+    def retrieve(self, webhook_id: str, *, if_none_match: Optional[str] = None) -> Optional[Webhook]:
+        """The webhook (without its secret), with its version in `.etag`.
+
+        `if_none_match=etag`: None when the webhook is still that version
+        (the server's 304, no body), else the webhook with its new `.etag`.
+        """
+        return self._client._run(ops.webhook_retrieve(webhook_id, if_none_match=if_none_match))
+
+    def update(self, webhook_id: str, *, if_match: Any = NOT_GIVEN, **fields: Any) -> Webhook:
+        """Change some fields (PATCH); returns the webhook with its new `.etag`.
+
+        `if_match=etag` applies the change only if the webhook is still that
+        version (a rotated secret is a new version), else raises
+        `PreconditionFailedError` and nothing changes.
+        """
+        return self._client._run(ops.webhook_update(webhook_id, fields, if_match=if_match))
 
     def delete(self, webhook_id: str) -> None:
         self._client._run(ops.webhook_delete(webhook_id))
@@ -490,8 +538,7 @@ class ComboAgent:
         response = self._send(request)
         if request.stream:
             return Stream(response, on_done=request.on_done)
-        data = parse_data(response)
-        return request.cast(data) if request.cast is not None else data
+        return result_of(request, response)
 
     def _send(self, request: APIRequest[Any]) -> httpx.Response:
         """Send with retries; a 2xx answer comes back (read, or open for a stream), else an error is raised."""
@@ -509,7 +556,7 @@ class ComboAgent:
                 time.sleep(delay)
                 attempt += 1
                 continue
-            if response.is_success:
+            if response.is_success or is_not_modified(request, response):
                 return response
             if request.stream:
                 try:

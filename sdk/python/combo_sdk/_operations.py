@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, MutableMapping, Optional, Union
 
-from ._base import APIRequest, Operation, PageRequest, Sleep, drop_none, seg
+from ._base import NOT_GIVEN, APIRequest, Operation, PageRequest, Sleep, conditional_headers, drop_none, seg
 from .errors import FileProcessingError
 from .types import (
     Agent,
@@ -70,12 +70,18 @@ def agent_create(fields: Dict[str, Any]) -> APIRequest[Agent]:
     return APIRequest("POST", "combo/agents", json=_fields(fields), cast=Agent.from_dict)
 
 
-def agent_retrieve(agent_id: str) -> APIRequest[Agent]:
-    return APIRequest("GET", f"combo/agents/{seg(agent_id)}", cast=Agent.from_dict)
+def agent_retrieve(agent_id: str, *, if_none_match: Optional[str] = None) -> APIRequest[Optional[Agent]]:
+    return APIRequest(
+        "GET", f"combo/agents/{seg(agent_id)}", cast=Agent.from_dict,
+        headers=conditional_headers(if_none_match=if_none_match),
+    )
 
 
-def agent_update(agent_id: str, fields: Dict[str, Any]) -> APIRequest[Agent]:
-    return APIRequest("PATCH", f"combo/agents/{seg(agent_id)}", json=_fields(fields), cast=Agent.from_dict)
+def agent_update(agent_id: str, fields: Dict[str, Any], *, if_match: Any = NOT_GIVEN) -> APIRequest[Agent]:
+    return APIRequest(
+        "PATCH", f"combo/agents/{seg(agent_id)}", json=_fields(fields), cast=Agent.from_dict,
+        headers=conditional_headers(if_match=if_match),
+    )
 
 
 def agent_delete(agent_id: str) -> APIRequest[None]:
@@ -218,8 +224,11 @@ def file_list(*, limit: Optional[int], filters: Dict[str, Any]) -> PageRequest[F
     return PageRequest("combo/files", {"limit": limit, **filters}, File.from_dict)
 
 
-def file_retrieve(file_id: str) -> APIRequest[File]:
-    return APIRequest("GET", f"combo/files/{seg(file_id)}", cast=File.from_dict)
+def file_retrieve(file_id: str, *, if_none_match: Optional[str] = None) -> APIRequest[Optional[File]]:
+    return APIRequest(
+        "GET", f"combo/files/{seg(file_id)}", cast=File.from_dict,
+        headers=conditional_headers(if_none_match=if_none_match),
+    )
 
 
 def file_delete(file_id: str) -> APIRequest[None]:
@@ -257,12 +266,18 @@ def webhook_create(fields: Dict[str, Any]) -> APIRequest[Webhook]:
     return APIRequest("POST", _WEBHOOKS, json=_fields(fields), cast=Webhook.from_dict)
 
 
-def webhook_retrieve(webhook_id: str) -> APIRequest[Webhook]:
-    return APIRequest("GET", f"{_WEBHOOKS}/{seg(webhook_id)}", cast=Webhook.from_dict)
+def webhook_retrieve(webhook_id: str, *, if_none_match: Optional[str] = None) -> APIRequest[Optional[Webhook]]:
+    return APIRequest(
+        "GET", f"{_WEBHOOKS}/{seg(webhook_id)}", cast=Webhook.from_dict,
+        headers=conditional_headers(if_none_match=if_none_match),
+    )
 
 
-def webhook_update(webhook_id: str, fields: Dict[str, Any]) -> APIRequest[Webhook]:
-    return APIRequest("PATCH", f"{_WEBHOOKS}/{seg(webhook_id)}", json=_fields(fields), cast=Webhook.from_dict)
+def webhook_update(webhook_id: str, fields: Dict[str, Any], *, if_match: Any = NOT_GIVEN) -> APIRequest[Webhook]:
+    return APIRequest(
+        "PATCH", f"{_WEBHOOKS}/{seg(webhook_id)}", json=_fields(fields), cast=Webhook.from_dict,
+        headers=conditional_headers(if_match=if_match),
+    )
 
 
 def webhook_delete(webhook_id: str) -> APIRequest[None]:

@@ -17,6 +17,7 @@ not know yet still lands in a sensible class.
     │   │   ├── AuthenticationError 10010-10014 (401)
     │   │   ├── PermissionDeniedError 10030, 10031 (403)
     │   │   ├── NotFoundError       10040 (404)
+    │   │   ├── PreconditionFailedError 10061 (412): update(..., if_match=) on a changed object
     │   │   └── RateLimitError      10090 (429), with .retry_after
     │   ├── ServerError             2xxxx (5xx)
     │   └── UpstreamError           3xxxx (the LLM provider or another external API)
@@ -44,6 +45,7 @@ __all__ = [
     "AuthenticationError",
     "PermissionDeniedError",
     "NotFoundError",
+    "PreconditionFailedError",
     "RateLimitError",
     "ServerError",
     "UpstreamError",
@@ -153,6 +155,14 @@ class NotFoundError(ClientError):
     """10040: no such object for this credential (another user's id looks the same)."""
 
 
+class PreconditionFailedError(ClientError):
+    """10061: `update(..., if_match=etag)` found the object changed since that version; nothing changed.
+
+    Read the object again (`retrieve()`), decide what to do with its current
+    state, and retry with its new `.etag`.
+    """
+
+
 class RateLimitError(ClientError):
     """10090: over the rate limit. `.retry_after` is the seconds to wait (from `Retry-After`)."""
 
@@ -210,6 +220,7 @@ _BY_CODE: Dict[int, Type[ComboAPIError]] = {
     10030: PermissionDeniedError,
     10031: PermissionDeniedError,
     10040: NotFoundError,
+    10061: PreconditionFailedError,
     10090: RateLimitError,
 }
 
@@ -217,6 +228,7 @@ _BY_STATUS: Dict[int, Type[ComboAPIError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    412: PreconditionFailedError,
     429: RateLimitError,
 }
 

@@ -8,6 +8,11 @@ attributes (`agent.some_new_field`), by key (`agent["some_new_field"]`) or
 through `to_dict()`. A newer server therefore never breaks an older SDK.
 
 Timestamps are kept as the ISO 8601 strings the server sends.
+
+`etag` is not part of an object's data: it is the `ETag` header of the answer
+the object came in (agents, webhooks and files from `retrieve()`, agents and
+webhooks from `update()`), None when that answer had none (lists, `create()`).
+It is left out of `to_dict()`, of `==` and of the repr.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class ComboObject:
     """Base of every response object; see the module docstring."""
 
     _raw: Dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _etag: Optional[str] = field(default=None, init=False, repr=False, compare=False)
 
     # field name -> ComboObject subclass, or [subclass] for a list of them. A
     # plain class attribute (no annotation), so not a dataclass field.
@@ -79,6 +85,17 @@ class ComboObject:
         obj = cls(**kwargs)
         obj._raw = dict(data)
         return obj
+
+    @property
+    def etag(self) -> Optional[str]:
+        """The version of this object as the server answered it (its `ETag` header), or None.
+
+        Send it back as `update(..., if_match=obj.etag)` to change the object
+        only if nobody changed it since (else `PreconditionFailedError`), or as
+        `retrieve(..., if_none_match=obj.etag)` to fetch it only if it changed
+        (else None).
+        """
+        return self._etag
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: fields the server sent that
