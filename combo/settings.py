@@ -138,6 +138,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Cache and channel layer -----------------------------------------------
 REDIS_URL = envstr("REDIS_URL")
 if REDIS_URL:
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.retry import Retry
+
+    # A pooled connection that Redis (or a proxy, a failover) closed fails the
+    # first command sent on it: "Connection closed by server". Such a command is
+    # sent again once, at once, on a new connection; a Redis that does not answer
+    # (a timeout) is not asked twice.
+    _REDIS_RETRY = {"retry_on_error": [RedisConnectionError]}
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -145,13 +155,19 @@ if REDIS_URL:
             "OPTIONS": {
                 "SOCKET_CONNECT_TIMEOUT": 1,
                 "SOCKET_TIMEOUT": 1,
+                "CONNECTION_POOL_KWARGS": {
+                    **_REDIS_RETRY, "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                },
             },
         }
     }
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [{
+                "address": REDIS_URL,
+                **_REDIS_RETRY, "retry": AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            }]},
         }
     }
 else:

@@ -152,3 +152,35 @@ def test_with_redis_away_the_channel_layer_check_fails_in_time_and_recovers():
     finally:
         combo.stop()
         relay.close()
+
+
+@pytest.mark.skipif(not REDIS_URL.startswith("redis"), reason="Redis only (production suite)")
+def test_connections_redis_closed_cost_no_request_after_it_is_back():
+    """Redis restarted (or a proxy, a failover): every pooled connection is closed at once and
+    Redis answers again right away. The first commands on those connections meet "Connection
+    closed by server"; each is sent again on a new connection, so no check or count fails."""
+    from urllib.parse import urlsplit
+
+    from tests.tcprelay import TcpRelay
+
+    target = urlsplit(REDIS_URL)
+    relay = TcpRelay((target.hostname, target.port or 6379))
+    combo = LiveCombo(env={"COMBO_RATELIMIT_DEFAULT": "100000"})
+    combo.env["REDIS_URL"] = target._replace(netloc=f"127.0.0.1:{relay.port}").geturl()
+    try:
+        combo.migrate()
+        key = combo.create_key("alice")
+        url = combo.start()
+        assert not unhealthy(burst(url, 20))  # the pools now hold open connections
+        for _ in range(3):
+            relay.cut()
+            relay.restore()
+            answers = burst(url, 40)
+            assert not unhealthy(answers), f"{unhealthy(answers)[:1]}\n{combo.log(combo.ports[0])[-3000:]}"
+            # A counted call still counts in Redis (it does not fail open on a closed connection).
+            listed = httpx.get(f"{url}/v1/combo/agents", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            assert listed.status_code == 200 and "X-RateLimit-Remaining" in listed.headers
+        assert "Connection closed by server" not in combo.log(combo.ports[0])
+    finally:
+        combo.stop()
+        relay.close()
