@@ -258,11 +258,17 @@ def _reason_phrases() -> None:
         http.RESPONSES.setdefault(status.value, status.phrase.encode("ascii"))
 
 
-def _refusal_request_id(headers) -> str:
+def _refusal(error, message: str | None, headers) -> tuple[str, bytes]:
+    """(request id, envelope body) of a refusal made before the application: the client's
+    X-Request-Id when it sent an acceptable one among `headers`, else a new one."""
+    import json
+
+    from combo.api.envelope import error_body
     from combo.api.middleware import new_request_id
 
     incoming = headers.getRawHeaders(b"x-request-id") if headers is not None else None
-    return new_request_id(incoming[0].decode("latin-1") if incoming else None)
+    request_id = new_request_id(incoming[0].decode("latin-1") if incoming else None)
+    return request_id, json.dumps(error_body(error, message, request_id), separators=(",", ":")).encode()
 
 
 # RFC 9110's reason phrases (Python 3.11 still says "Request-URI Too Long" for 414).
@@ -292,18 +298,13 @@ def _refuse_and_close(channel, error, message: str) -> None:
     shut once the answer is out; the connection ends when the client closes
     it, or after LINGER_SECONDS.
     """
-    import json
-
     from twisted.internet import reactor
-
-    from combo.api.envelope import error_body
 
     if getattr(channel, "_combo_refused", False):
         return
     channel._combo_refused = True
     request = channel.requests[-1] if channel.requests else None
-    request_id = _refusal_request_id(request.requestHeaders if request is not None else None)
-    body = json.dumps(error_body(error, message, request_id), separators=(",", ":")).encode()
+    request_id, body = _refusal(error, message, request.requestHeaders if request is not None else None)
     head = (
         b"HTTP/1.1 %d %s\r\n" % (error.status, _REFUSAL_REASONS[error.status])
         + b"Content-Type: application/json\r\n"
@@ -398,13 +399,8 @@ def _enveloped_protocol_errors() -> None:
     def enveloped_basic_error(self, status, status_text, body):
         if status != 400:
             return basic_error(self, status, status_text, body)
-        import json
-
-        from combo.api.envelope import error_body
-
         error = ErrorCode.BAD_REQUEST
-        request_id = _refusal_request_id(self.requestHeaders)
-        content = json.dumps(error_body(error, messages.get(body), request_id), separators=(",", ":")).encode()
+        request_id, content = _refusal(error, messages.get(body), self.requestHeaders)
         self.channel.persistent = False  # Twisted closes the connection once this answer is sent
         self.responseHeaders.setRawHeaders(b"connection", [b"close"])
         self.handle_reply({
