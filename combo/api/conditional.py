@@ -153,6 +153,12 @@ class ConditionalObjectMixin:
     def representation(self, instance) -> dict:
         return self.get_serializer(instance).data
 
+    def get_object(self):
+        """The request's object, read once: the early If-Match check and the update share it."""
+        if getattr(self, "_conditional_object", None) is None:
+            self._conditional_object = super().get_object()
+        return self._conditional_object
+
     def check_if_match(self, instance=None) -> None:
         """Refuse a stale If-Match at once, before the body is judged (checked again under the lock)."""
         header = self.request.headers.get("If-Match")

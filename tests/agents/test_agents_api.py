@@ -490,3 +490,20 @@ def test_the_openapi_document_describes_if_none_match_and_the_304(api, db):
     assert "ETag" in not_modified["headers"] and "X-Request-Id" in not_modified["headers"]
     assert "content" not in not_modified
     assert "304" not in doc["paths"]["/v1/combo/agents/{id}"]["patch"]["responses"]
+
+
+def test_a_patch_with_if_match_reads_the_agent_once_before_its_lock(api, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    agent = make_agent(api, alice, name="Reviewer")
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    with CaptureQueriesContext(connection) as queries:
+        status, _, _ = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert status == 200
+    # The early If-Match check and the update share one read of the owner's agent
+    # (the lock and the re-read under it are the service's own).
+    reads = [q["sql"] for q in queries.captured_queries
+             if q["sql"].startswith('SELECT "agents_agent"') and '"agents_agent"."owner_id" = ' in q["sql"]]
+    assert len(reads) == 1, reads
