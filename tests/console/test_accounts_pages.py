@@ -188,6 +188,42 @@ def test_two_copies_of_the_form_sent_at_once_mint_one_key(alice_client, alice):
     assert ApiKey.objects.filter(owner=alice.user, name="once").count() == 1
 
 
+def test_a_repeated_key_form_says_so_on_the_list(alice_client, alice):
+    # A reload also says that the full key was shown once; a copy sent at the same moment, only where it is.
+    form = {"name": "once", "form_token": form_token(alice_client.get("/console/settings/api-keys/"))}
+    before = alice_client.session["api_key_form_tokens"]
+    assert alice_client.post("/console/settings/api-keys/create/", form).status_code == 201
+    reload = alice_client.post("/console/settings/api-keys/create/", form, follow=True)
+    assert reload.redirect_chain == [("/console/settings/api-keys/", 302)]
+    assert (
+        '<p class="flash flash-info">That form was already sent. Its key is in the list below; '
+        "a full key is shown only once.</p>"
+    ) in body(reload)
+    session = alice_client.session
+    session["api_key_form_tokens"] = before
+    session.save()
+    at_once = alice_client.post("/console/settings/api-keys/create/", form, follow=True)
+    assert at_once.redirect_chain == [("/console/settings/api-keys/", 302)]
+    assert '<p class="flash flash-info">That form was already sent. Its key is in the list below.</p>' in body(at_once)
+    # A made-up token mints nothing either.
+    made_up = alice_client.post("/console/settings/api-keys/create/", {"name": "other", "form_token": "made-up"})
+    assert made_up.status_code == 302 and made_up["Location"] == "/console/settings/api-keys/"
+    assert ApiKey.objects.filter(owner=alice.user, name__in=["once", "other"]).count() == 1
+
+
+def test_a_refused_key_form_keeps_its_token_and_the_new_key_page_carries_a_fresh_one(alice_client, alice):
+    token = form_token(alice_client.get("/console/settings/api-keys/"))
+    refused = alice_client.post("/console/settings/api-keys/create/", {"name": " ", "form_token": token})
+    assert refused.status_code == 400 and form_token(refused) == token
+    created = alice_client.post("/console/settings/api-keys/create/", {"name": "fixed", "form_token": token})
+    assert created.status_code == 201 and form_token(created) != token
+    another = alice_client.post(
+        "/console/settings/api-keys/create/", {"name": "another", "form_token": form_token(created)}
+    )
+    assert another.status_code == 201
+    assert ApiKey.objects.filter(owner=alice.user, name__in=["fixed", "another"]).count() == 2
+
+
 def test_a_create_form_sent_after_the_session_ended_leads_back_to_the_keys_page(client, alice):
     # The session ended while the page was open: the POST goes to sign in, which then sends a GET to
     # the form's URL. That GET lands on the keys page (nothing created), never on a blank 405.

@@ -86,6 +86,22 @@ def test_two_copies_of_the_create_form_sent_at_once_make_one_agent(alice_client)
     assert Agent.objects.filter(name="Once").count() == 1
 
 
+def test_a_repeated_create_form_says_so_on_the_list(alice_client):
+    # The reload and the copy sent at the same moment say the same.
+    form = {"form_token": create_token(alice_client), "name": "Once", "llm_provider": ""}
+    before = alice_client.session["agent_form_tokens"]
+    assert alice_client.post("/console/agents/new/", form).status_code == 302
+    reload = alice_client.post("/console/agents/new/", form, follow=True)
+    session = alice_client.session
+    session["agent_form_tokens"] = before
+    session.save()
+    at_once = alice_client.post("/console/agents/new/", form, follow=True)
+    says = '<p class="flash flash-info">That form was already sent, and its agent is in the list below.</p>'
+    for again in (reload, at_once):
+        assert again.redirect_chain == [("/console/agents/", 302)] and says in body(again)
+    assert Agent.objects.filter(name="Once").count() == 1
+
+
 def test_a_refused_create_form_keeps_its_token_for_the_corrected_one(alice_client):
     token = create_token(alice_client)
     refused = alice_client.post("/console/agents/new/", {"form_token": token, "name": "", "llm_provider": ""})

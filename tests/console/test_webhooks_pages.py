@@ -253,6 +253,54 @@ def test_two_copies_of_the_rotate_form_sent_at_once_rotate_once(alice_client, ho
     assert vault.decrypt(stored.previous_secret_encrypted) == hook.secret
 
 
+def test_a_repeated_create_form_says_so_on_the_list(alice_client, alice_agent):
+    # A reload also says where the secret is now; a copy sent at the same moment, only where the webhook is.
+    token = fresh_token(alice_client)
+    before = alice_client.session["webhook_form_tokens"]
+    assert alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token)).status_code == 201
+    reload = alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token), follow=True)
+    assert reload.redirect_chain == [(WEBHOOKS, 302)]
+    assert (
+        '<p class="flash flash-info">That form was already sent, and its webhook is in the list below. '
+        "Its secret was shown once; open the webhook to reveal it.</p>"
+    ) in body(reload)
+    rewind_form_tokens(alice_client, before)
+    at_once = alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token), follow=True)
+    assert at_once.redirect_chain == [(WEBHOOKS, 302)]
+    assert (
+        '<p class="flash flash-info">That form was already sent, and its webhook is in the list below.</p>'
+    ) in body(at_once)
+    # A made-up token creates nothing either.
+    made_up = alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token="made-up"))
+    assert made_up.status_code == 302 and made_up["Location"] == WEBHOOKS
+    assert Webhook.objects.count() == 1
+
+
+def test_a_repeated_rotate_form_says_so_on_the_webhooks_page(alice_client, hook):
+    page = f"{WEBHOOKS}{hook.webhook.id}/"
+    path = page + "rotate/"
+    token = fresh_token(alice_client, path)
+    before = alice_client.session["webhook_form_tokens"]
+    assert alice_client.post(path, {"form_token": token}).status_code == 200
+    rotated = vault.decrypt(Webhook.objects.get(id=hook.webhook.id).secret_encrypted)
+    reload = alice_client.post(path, {"form_token": token}, follow=True)
+    assert reload.redirect_chain == [(page, 302)]
+    assert (
+        '<p class="flash flash-info">That rotation was already done; the secret was not rotated again. '
+        "Use Reveal secret to see the current one.</p>"
+    ) in body(reload)
+    rewind_form_tokens(alice_client, before)
+    at_once = alice_client.post(path, {"form_token": token}, follow=True)
+    assert at_once.redirect_chain == [(page, 302)]
+    assert (
+        '<p class="flash flash-info">That rotation was already done; the secret was not rotated again.</p>'
+    ) in body(at_once)
+    # A made-up token rotates nothing either.
+    made_up = alice_client.post(path, {"form_token": "made-up"})
+    assert made_up.status_code == 302 and made_up["Location"] == page
+    assert vault.decrypt(Webhook.objects.get(id=hook.webhook.id).secret_encrypted) == rotated
+
+
 def test_the_create_form_refuses_a_post_without_the_csrf_token(alice, alice_agent):
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(alice.user)
