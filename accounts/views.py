@@ -98,20 +98,17 @@ def api_key_create(request):
     if request.method == "GET":
         # Only the list's form POSTs here; a GET (signing in again after the session ended) goes to it.
         return redirect("console:api-keys")
+    sent = formtokens.Submission(
+        request, _FORM_TOKENS, back="console:api-keys",
+        note="That form was already sent. Its key is in the list below; a full key is shown only once.",
+        note_at_once="That form was already sent. Its key is in the list below.",
+    )
     form = ApiKeyCreateForm(request.POST)
-    form_token = request.POST.get("form_token", "")
-    if not formtokens.valid(request, _FORM_TOKENS, form_token):
-        messages.info(
-            request, "That form was already sent. Its key is in the list below; a full key is shown only once."
-        )
-        return redirect("console:api-keys")
+    if refused := sent.refuse_repeat(form):
+        return refused
     if not form.is_valid():
-        return _api_keys_page(request, form=form, form_token=form_token, status=400)
-    if not formtokens.claim(_FORM_TOKENS, form_token):
-        # Another copy of this form, sent at the same moment, is minting the key.
-        messages.info(request, "That form was already sent. Its key is in the list below.")
-        return redirect("console:api-keys")
-    formtokens.spend(request, _FORM_TOKENS, form_token)
+        return _api_keys_page(request, form=form, form_token=sent.token, status=400)
+    sent.spend()
     created = services.api_key_create(
         owner=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
     )

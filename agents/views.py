@@ -97,26 +97,24 @@ def agent_create(request):
         context = {"form": AgentForm(), "agent": None, "form_token": formtokens.issue(request, _FORM_TOKENS)}
         return render(request, "agents/agent_form.html", context)
 
-    form_token = request.POST.get("form_token", "")
-    if not formtokens.valid(request, _FORM_TOKENS, form_token):
-        messages.info(request, "That form was already sent, and its agent is in the list below.")
-        return redirect("console:agents")
+    sent = formtokens.Submission(
+        request, _FORM_TOKENS, back="console:agents",
+        note="That form was already sent, and its agent is in the list below.",
+    )
     form = AgentForm(request.POST)
-    if form.is_valid():
-        if not formtokens.claim(_FORM_TOKENS, form_token):
-            # Another copy of this form, sent at the same moment, is creating the agent.
-            messages.info(request, "That form was already sent, and its agent is in the list below.")
-            return redirect("console:agents")
-        try:
-            agent = services.agent_create(owner=request.user, **form.agent_fields())
-        except Exception:
-            formtokens.release(_FORM_TOKENS, form_token)  # nothing was made: the form may be sent again
-            raise
-        formtokens.spend(request, _FORM_TOKENS, form_token)
-        messages.success(request, f"Created “{agent.name}”. Ask it something in the playground.")
-        return redirect("console:agent-playground", agent_id=agent.id)
-    context = {"form": form, "agent": None, "form_token": form_token}
-    return render(request, "agents/agent_form.html", context, status=400)
+    if refused := sent.refuse_repeat(form):
+        return refused
+    if not form.is_valid():
+        context = {"form": form, "agent": None, "form_token": sent.token}
+        return render(request, "agents/agent_form.html", context, status=400)
+    try:
+        agent = services.agent_create(owner=request.user, **form.agent_fields())
+    except Exception:
+        sent.release()  # nothing was made: the form may be sent again
+        raise
+    sent.spend()
+    messages.success(request, f"Created “{agent.name}”. Ask it something in the playground.")
+    return redirect("console:agent-playground", agent_id=agent.id)
 
 
 @login_required

@@ -6,6 +6,9 @@ can each read the session before either has saved it with the token spent;
 `claim` is the atomic step: the first request to claim a token gets True, any
 other False. The claim is kept in Django's cache, long enough to cover that
 overlap; after it the session, where the token is gone, refuses a repeat.
+
+A view's POST goes through `Submission`, which refuses both kinds of repeat
+the same way on every form: a note on the page the form's result is found on.
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ from __future__ import annotations
 import logging
 import secrets
 
+from django import forms
+from django.contrib import messages
 from django.core.cache import cache
+from django.http import HttpResponseRedirect
+from django.shortcuts import redirect
 
 logger = logging.getLogger("combo.console")
 
 _SECONDS = 3600
+
+FIELD = "form_token"  # the hidden input's name
 
 
 def _key(scope: str, token: str) -> str:
@@ -66,3 +75,59 @@ def spend(request, scope: str, token: str) -> bool:
     tokens.remove(token)
     request.session[scope] = tokens
     return True
+
+
+# --- A view's POST ----------------------------------------------------------------
+
+
+class Submission:
+    """One POST of a form that carries a one-time token, refused when it repeats a form sent already.
+
+    In the view, in this order:
+
+        sent = formtokens.Submission(request, SCOPE, back=..., note="That form was already sent…")
+        form = TheForm(request.POST)
+        if refused := sent.refuse_repeat(form):
+            return refused
+        if not form.is_valid():
+            ...  # shown again with `sent.token`, unspent: the corrected form may be sent
+        ...  # act, then `sent.spend()`; `sent.release()` where a failed act may be sent again
+
+    `back` is where the repeat lands (a URL or a URL name, as `redirect` takes
+    it), `note` what it says there; `note_at_once`, when given, is said instead
+    to a copy sent at the same moment as the one that acts.
+    """
+
+    def __init__(self, request, scope: str, *, back: str, note: str, note_at_once: str = "") -> None:
+        self.request = request
+        self.scope = scope
+        self.token = request.POST.get(FIELD, "")
+        self.back = back
+        self.note = note
+        self.note_at_once = note_at_once or note
+
+    def refuse_repeat(self, form: forms.BaseForm) -> HttpResponseRedirect | None:
+        """The redirect that refuses a repeat, or None for the first send of this form.
+
+        A repeat: the session no longer holds the token (spent by the first
+        send: a reload, the back button; or never issued), or, once the form is
+        valid, another copy claimed the token first. A form with errors claims
+        nothing, so that its corrected copy may be sent with the same token.
+        """
+        if not valid(self.request, self.scope, self.token):
+            return self._refuse(self.note)
+        if form.is_valid() and not claim(self.scope, self.token):
+            return self._refuse(self.note_at_once)
+        return None
+
+    def spend(self) -> None:
+        """The form has acted: forget its token in the session, so that a reload is refused."""
+        spend(self.request, self.scope, self.token)
+
+    def release(self) -> None:
+        """The act failed before it made anything: give the claim back, so the form may be sent again."""
+        release(self.scope, self.token)
+
+    def _refuse(self, note: str) -> HttpResponseRedirect:
+        messages.info(self.request, note)
+        return redirect(self.back)

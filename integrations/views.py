@@ -129,29 +129,27 @@ def webhook_create(request):
         context = {"form": form, "form_token": formtokens.issue(request, _FORM_TOKENS), "has_agents": form.fields["agent"].queryset.exists()}
         return render(request, "integrations/webhook_create.html", context)
 
-    form_token = request.POST.get("form_token", "")
-    if not formtokens.valid(request, _FORM_TOKENS, form_token):
-        messages.info(
-            request,
+    sent = formtokens.Submission(
+        request, _FORM_TOKENS, back="console:webhooks",
+        note=(
             "That form was already sent, and its webhook is in the list below. Its secret was shown once; "
-            "open the webhook to reveal it.",
-        )
-        return redirect("console:webhooks")
+            "open the webhook to reveal it."
+        ),
+        note_at_once="That form was already sent, and its webhook is in the list below.",
+    )
     form = WebhookForm(request.POST, owner=request.user)
+    if refused := sent.refuse_repeat(form):
+        return refused
     if form.is_valid():
-        if not formtokens.claim(_FORM_TOKENS, form_token):
-            # Another copy of this form, sent at the same moment, is creating the webhook.
-            messages.info(request, "That form was already sent, and its webhook is in the list below.")
-            return redirect("console:webhooks")
         try:
             created = services.webhook_create(owner=request.user, **form.webhook_fields())
         except ComboError as exc:
-            formtokens.release(_FORM_TOKENS, form_token)  # the corrected form may be sent again
+            sent.release()  # the corrected form may be sent again
             form.add_service_errors(exc)
         else:
-            formtokens.spend(request, _FORM_TOKENS, form_token)
+            sent.spend()
             return _overview(request, created.webhook, shown_secret=created.secret, shown_reason="created", status=201)
-    context = {"form": form, "form_token": form_token, "has_agents": True}
+    context = {"form": form, "form_token": sent.token, "has_agents": True}
     return render(request, "integrations/webhook_create.html", context, status=400)
 
 
@@ -228,22 +226,20 @@ def webhook_rotate(request, webhook_id):
     webhook = _owned_webhook(request, webhook_id)
     form = RotateForm(request.POST or None)
     if request.method == "POST":
-        form_token = request.POST.get("form_token", "")
-        if not formtokens.valid(request, _FORM_TOKENS, form_token):
-            messages.info(
-                request,
+        sent = formtokens.Submission(
+            request, _FORM_TOKENS, back=reverse("console:webhook", kwargs={"webhook_id": webhook.id}),
+            note=(
                 "That rotation was already done; the secret was not rotated again. "
-                "Use Reveal secret to see the current one.",
-            )
-            return redirect("console:webhook", webhook_id=webhook.id)
+                "Use Reveal secret to see the current one."
+            ),
+            note_at_once="That rotation was already done; the secret was not rotated again.",
+        )
+        if refused := sent.refuse_repeat(form):
+            return refused
         if form.is_valid():
-            if not formtokens.claim(_FORM_TOKENS, form_token):
-                # Another copy of this form, sent at the same moment, is rotating the secret.
-                messages.info(request, "That rotation was already done; the secret was not rotated again.")
-                return redirect("console:webhook", webhook_id=webhook.id)
             grace_hours = 0 if form.cleaned_data["retire_now"] else None
             rotated = services.webhook_rotate_secret(webhook=webhook, grace_hours=grace_hours)
-            formtokens.spend(request, _FORM_TOKENS, form_token)
+            sent.spend()
             return _overview(request, rotated.webhook, shown_secret=rotated.secret, shown_reason="rotated")
     context = {
         "webhook": webhook,
