@@ -39,20 +39,19 @@ from combo.api.viewsets import OwnedModelViewSet, OwnedQuerysetMixin, OwnedReadC
 class AgentViewSet(conditional.ConditionalObjectMixin, OwnedModelViewSet):
     """Agents: a name, instructions (the system prompt), an LLM choice and an opening message.
 
-    GET of one agent and PATCH answer with its ETag; a GET with If-None-Match
-    naming it is a 304, and a PATCH with If-Match is applied only if the agent
-    is still that version (combo.api.conditional).
+    GET of one agent and PATCH answer with its ETag; GET, PATCH and DELETE
+    evaluate If-Match and If-None-Match against it (a GET with If-None-Match
+    naming it is a 304; a PATCH or DELETE with If-Match applies only if the
+    agent is still that version) (combo.api.conditional).
     """
 
     queryset = Agent.objects.prefetch_related("files")
     serializer_class = AgentSerializer
-    error_descriptions = {
-        "412": "The agent changed since the version in If-Match (10061); nothing was changed. "
-        "Only with If-Match.",
-    }
+    noun = "agent"
+    version_note = " Any change makes a new version, its files included."
 
     def update(self, request, *args, **kwargs):
-        self.check_if_match()
+        self.check_preconditions()
         return conditional.with_etag(super().update(request, *args, **kwargs))
 
     def perform_create(self, serializer):
@@ -60,11 +59,11 @@ class AgentViewSet(conditional.ConditionalObjectMixin, OwnedModelViewSet):
 
     def perform_update(self, serializer):
         serializer.instance = services.agent_update(
-            agent=serializer.instance, precondition=self.if_match_precondition(), **serializer.validated_data
+            agent=serializer.instance, precondition=self.precondition(), **serializer.validated_data
         )
 
     def perform_destroy(self, instance):
-        services.agent_delete(agent=instance)
+        services.agent_delete(agent=instance, precondition=self.precondition())
 
 
 def session_detail(request, session: Session) -> dict:

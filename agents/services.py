@@ -9,6 +9,7 @@ from django.db import transaction
 
 from accounts.models import User
 from agents.models import MAX_FILES_PER_AGENT, Agent, KnowledgeFile, Message, Session
+from combo.changes import changed_fields
 from combo.errors import ComboError, ErrorCode
 
 
@@ -46,20 +47,30 @@ def agent_update(
     again (Django inserts when an update finds no row). Deleted: a 404.
     `precondition(agent)` runs under the lock on the agent as stored, before
     any change; its ComboError (an edit form opened on an older version of the
-    agent, say) leaves everything as it was.
+    agent, say) leaves everything as it was. Values equal to the stored ones
+    change nothing: with no other change the agent is not saved, so its
+    `updated_at` (and its ETag) stays.
     """
     if not _lock(Agent.objects.filter(pk=agent.pk)):
         raise ComboError(ErrorCode.NOT_FOUND)
     agent.refresh_from_db()
     if precondition is not None:
         precondition(agent)
-    for name, value in fields.items():
+    changed = changed_fields(agent, fields)
+    files_change = files is not None and _file_ids(files) != set(agent.files.values_list("pk", flat=True))
+    if not changed and not files_change:
+        return agent
+    for name, value in changed.items():
         setattr(agent, name, value)
     agent.full_clean()
     agent.save()
-    if files is not None:
+    if files_change:
         agent_set_files(agent=agent, file_ids=files)
     return agent
+
+
+def _file_ids(file_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    return {uuid.UUID(str(file_id)) for file_id in file_ids}
 
 
 def files_not_owned(*, owner_id, file_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
@@ -123,9 +134,19 @@ def agent_file_detach(*, agent: Agent, file: KnowledgeFile) -> bool:
 
 
 @transaction.atomic
-def agent_delete(*, agent: Agent) -> None:
-    """Deletes the agent with its sessions and messages."""
-    _lock(Agent.objects.filter(pk=agent.pk))
+def agent_delete(*, agent: Agent, precondition: Callable[[Agent], None] | None = None) -> None:
+    """Deletes the agent with its sessions and messages.
+
+    `precondition(agent)` runs under the lock on the agent as stored (an
+    If-Match naming an older version, say); its ComboError deletes nothing.
+    With a precondition, an agent deleted since it was read is a 404.
+    """
+    found = _lock(Agent.objects.filter(pk=agent.pk))
+    if precondition is not None:
+        if not found:
+            raise ComboError(ErrorCode.NOT_FOUND)
+        agent.refresh_from_db()
+        precondition(agent)
     _lock(Session.objects.filter(agent_id=agent.pk))
     agent.delete()
 

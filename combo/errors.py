@@ -46,7 +46,8 @@ class ErrorCode(enum.Enum):
     NOT_ACCEPTABLE = ErrorInfo(10051, 406, "not_acceptable", "Cannot satisfy the Accept header.")
     CONFLICT = ErrorInfo(10060, 409, "conflict", "The request conflicts with the current state.")
     PRECONDITION_FAILED = ErrorInfo(
-        10061, 412, "precondition_failed", "The object changed since the version named in If-Match."
+        10061, 412, "precondition_failed",
+        "The object is no longer the version named in If-Match, or is still one named in If-None-Match.",
     )
     PAYLOAD_TOO_LARGE = ErrorInfo(10070, 413, "payload_too_large", "The request body is too large.")
     URI_TOO_LONG = ErrorInfo(10071, 414, "uri_too_long", "The request line (method, URL and version) is too long.")

@@ -51,17 +51,16 @@ class WebhookViewSet(conditional.ConditionalObjectMixin, OwnedModelViewSet):
     """Webhooks: an agent that answers signed events, optionally sending each result to a callback URL.
 
     GET of one webhook and PATCH answer with its ETag (a hash of the answer's
-    data, which never carries the secret); a GET with If-None-Match naming it
-    is a 304, and a PATCH with If-Match is applied only if the webhook is still
-    that version, a rotated secret included (combo.api.conditional).
+    data, which never carries the secret); GET, PATCH and DELETE evaluate
+    If-Match and If-None-Match against it (a GET with If-None-Match naming it
+    is a 304; a PATCH or DELETE with If-Match applies only if the webhook is
+    still that version, a rotated secret included) (combo.api.conditional).
     """
 
     queryset = Webhook.objects.all()
     serializer_class = WebhookSerializer
-    error_descriptions = {
-        "412": "The webhook changed since the version in If-Match (10061), its secret rotated included; "
-        "nothing was changed. Only with If-Match.",
-    }
+    noun = "webhook"
+    version_note = " Any change makes a new version, a rotated secret included."
 
     @extend_schema(
         summary="Create a webhook",
@@ -80,17 +79,17 @@ class WebhookViewSet(conditional.ConditionalObjectMixin, OwnedModelViewSet):
     @extend_schema(summary="Change a webhook")
     def partial_update(self, request, id=None):
         webhook = self.get_object()
-        self.check_if_match(webhook)
+        self.check_preconditions(webhook)
         serializer = WebhookSerializer(webhook, data=request.data, partial=True, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
         if "agent_id" in fields:
             fields["agent"] = _owned_agent(request.user, fields.pop("agent_id"))
-        webhook = services.webhook_update(webhook=webhook, precondition=self.if_match_precondition(), **fields)
+        webhook = services.webhook_update(webhook=webhook, precondition=self.precondition(), **fields)
         return conditional.with_etag(Response(self.representation(webhook)))
 
     def perform_destroy(self, instance):
-        services.webhook_delete(webhook=instance)
+        services.webhook_delete(webhook=instance, precondition=self.precondition())
 
     @extend_schema(
         summary="Rotate the signing secret",

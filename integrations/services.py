@@ -30,6 +30,7 @@ from django.utils import timezone
 from accounts.models import User
 from agents.models import Agent, Message
 from agents.services import session_create
+from combo.changes import changed_fields
 from combo.errors import ComboError, ErrorCode
 from integrations import signing, ssrf, tasks, template, vault
 from integrations.models import DeliveryAttempt, Webhook, WebhookDelivery
@@ -126,23 +127,31 @@ def webhook_update(*, webhook: Webhook, precondition: Callable[[Webhook], None] 
     deleted webhook again (Django inserts when an update finds no row).
     Deleted: a 404. `precondition(webhook)` runs under the lock on the webhook
     as stored, before any change; its ComboError (an edit form opened on an
-    older version, say) leaves everything as it was.
+    older version, say) leaves everything as it was. Values equal to the
+    stored ones change nothing: with no other change the webhook is not
+    saved, so its `updated_at` (and its ETag) stays.
     """
     unknown = set(fields) - _UPDATABLE
     if unknown:
         raise TypeError(f"webhook_update() cannot change {', '.join(sorted(unknown))}")
+    # A template or callback URL equal to the webhook's as read was vetted when it was stored
+    # (the URL's check resolves its host: not again for a value that is not new).
+    new = changed_fields(webhook, fields)
     if "agent" in fields:
         _check_agent(webhook.owner, fields["agent"])
-    if "question_template" in fields:
+    if "question_template" in new:
         _check_template(fields["question_template"])
-    if "callback_url" in fields:
+    if "callback_url" in new:
         _check_callback_url(fields["callback_url"])
     if not _lock(Webhook.objects.filter(pk=webhook.pk)):
         raise ComboError(ErrorCode.NOT_FOUND)
     webhook.refresh_from_db()
     if precondition is not None:
         precondition(webhook)
-    for name, value in fields.items():
+    changed = changed_fields(webhook, fields)
+    if not changed:
+        return webhook
+    for name, value in changed.items():
         setattr(webhook, name, value)
     webhook.full_clean()
     webhook.save()
@@ -155,9 +164,19 @@ def _lock(queryset) -> list:
 
 
 @transaction.atomic
-def webhook_delete(*, webhook: Webhook) -> None:
-    """Deletes the webhook with its deliveries; locked first, so a delivery recorded meanwhile waits for it."""
-    _lock(Webhook.objects.filter(pk=webhook.pk))
+def webhook_delete(*, webhook: Webhook, precondition: Callable[[Webhook], None] | None = None) -> None:
+    """Deletes the webhook with its deliveries; locked first, so a delivery recorded meanwhile waits for it.
+
+    `precondition(webhook)` runs under the lock on the webhook as stored (an
+    If-Match naming an older version, say); its ComboError deletes nothing.
+    With a precondition, a webhook deleted since it was read is a 404.
+    """
+    found = _lock(Webhook.objects.filter(pk=webhook.pk))
+    if precondition is not None:
+        if not found:
+            raise ComboError(ErrorCode.NOT_FOUND)
+        webhook.refresh_from_db()
+        precondition(webhook)
     webhook.delete()
 
 

@@ -75,14 +75,17 @@ class KnowledgeFileViewSet(
 
     GET of one file answers with its ETag, and with If-None-Match naming it is
     a 304, so a client polling the status while the file is ingested fetches
-    it whole only when it changed (combo.api.conditional). Files are never
-    updated, so there is no If-Match.
+    it whole only when it changed; GET and DELETE evaluate If-Match too (a
+    DELETE with it removes the file only if it is still that version)
+    (combo.api.conditional). Files are never updated in place.
     """
 
     queryset = KnowledgeFile.objects.prefetch_related("agents")
     serializer_class = KnowledgeFileSerializer
     parser_classes = [UploadParser]
     lookup_url_kwarg = "file_id"
+    noun = "file"
+    version_note = " Any change makes a new version, its ingestion status included."
 
     @extend_schema(
         operation_id="combo_files_upload",
@@ -145,9 +148,15 @@ class KnowledgeFileViewSet(
     @extend_schema(
         operation_id="combo_files_destroy",
         summary="Delete a file",
-        description="Deletes the file, its chunks and search index entries, its links to agents and the stored original.",
+        description=(
+            "Deletes the file, its chunks and search index entries, its links to agents and the stored original. "
+            "With `If-Match: <ETag>` only if the file is still that version (else 412, 10061, and nothing is "
+            "deleted)."
+        ),
         responses={204: None},
     )
     def destroy(self, request, *args, **kwargs):
-        services.knowledge_file_delete(file=self.get_object())
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return super().destroy(request, *args, **kwargs)
+
+    def perform_destroy(self, instance):
+        services.knowledge_file_delete(file=instance, precondition=self.precondition())

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -173,9 +173,20 @@ def knowledge_file_requeue(*, files: Iterable[KnowledgeFile]) -> int:
     return count
 
 
-def knowledge_file_delete(*, file: KnowledgeFile) -> None:
-    """Delete a file, its chunks (the full-text index follows), its agent links and its stored original."""
+def knowledge_file_delete(*, file: KnowledgeFile, precondition: Callable[[KnowledgeFile], None] | None = None) -> None:
+    """Delete a file, its chunks (the full-text index follows), its agent links and its stored original.
+
+    `precondition(file)` runs under the file row's lock on the file as stored
+    (an If-Match naming an older version, say: its ingestion moved on); its
+    ComboError deletes nothing. With a precondition, a file deleted since it
+    was read is a 404.
+    """
     with transaction.atomic():
+        if precondition is not None:
+            if not list(KnowledgeFile.objects.filter(pk=file.pk).select_for_update().values_list("pk", flat=True)):
+                raise ComboError(ErrorCode.NOT_FOUND)
+            file.refresh_from_db()
+            precondition(file)
         file.delete()  # the original goes when this commits (_original_deleted)
 
 

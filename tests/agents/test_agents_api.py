@@ -436,7 +436,6 @@ def test_the_openapi_document_describes_etag_and_if_match(api, db):
     assert "ETag" in item["patch"]["responses"]["200"]["headers"]
     assert "412" in item["patch"]["responses"] and "10061" in item["patch"]["responses"]["412"]["description"]
     assert any(p["name"] == "If-Match" and p["in"] == "header" for p in item["patch"]["parameters"])
-    assert "412" not in item["get"]["responses"]
 
 
 # --- If-None-Match: reading an agent only if it changed --------------------------------
@@ -507,3 +506,181 @@ def test_a_patch_with_if_match_reads_the_agent_once_before_its_lock(api, alice):
     reads = [q["sql"] for q in queries.captured_queries
              if q["sql"].startswith('SELECT "agents_agent"') and '"agents_agent"."owner_id" = ' in q["sql"]]
     assert len(reads) == 1, reads
+
+
+# --- Preconditions on every operation of one agent (RFC 9110 13.2.2) ------------------
+
+
+def _get_object_then(monkeypatch, meanwhile):
+    """The agent viewset reads the agent, then `meanwhile(agent)` runs: another request landing in between."""
+    from agents.api import AgentViewSet
+
+    get_object = AgentViewSet.get_object
+
+    def read_then(self):
+        found = get_object(self)
+        meanwhile(found)
+        return found
+
+    monkeypatch.setattr(AgentViewSet, "get_object", read_then)
+
+
+def test_a_read_with_an_if_match_naming_another_version_is_a_412(api, alice):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_MATCH='"other"')
+    assert (status, body["code"]) == (412, 10061), body
+    assert "If-Match" in body["message"] and "without If-Match" in body["message"] and "ETag" not in response
+    assert body["data"]["request_id"] == response["X-Request-Id"]
+    for header in (etag, f'"other", {etag}', "*"):
+        status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_MATCH=header)
+        assert (status, body["data"]["id"], response["ETag"]) == (200, agent["id"], etag)
+    assert api.get(path, auth=alice.key_auth, HTTP_IF_MATCH=f"W/{etag}")[0] == 412  # strong comparison
+
+
+def test_if_match_is_evaluated_before_if_none_match(api, alice):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    # Both hold: the read is Not Modified.
+    assert api.get(path, auth=alice.key_auth, HTTP_IF_MATCH=etag, HTTP_IF_NONE_MATCH=etag)[0] == 304
+    # If-Match fails: 412, whatever If-None-Match says.
+    status, body, _ = api.get(path, auth=alice.key_auth, HTTP_IF_MATCH='"other"', HTTP_IF_NONE_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061) and "If-Match" in body["message"]
+    status, body, _ = api.patch(
+        path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_MATCH='"other"', HTTP_IF_NONE_MATCH=etag,
+    )
+    assert (status, body["code"]) == (412, 10061) and "If-None-Match" not in body["message"]
+
+
+@pytest.mark.parametrize("header", ["{etag}", "W/{etag}", '"other", {etag}', "*"])
+def test_a_patch_with_if_none_match_naming_the_current_version_is_a_412_and_changes_nothing(api, alice, header):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, response = api.patch(
+        path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_NONE_MATCH=header.format(etag=etag),
+    )
+    assert (status, body["code"]) == (412, 10061), body
+    assert "If-None-Match" in body["message"] and "If-Match instead" in body["message"] and "ETag" not in response
+    assert Agent.objects.get(id=agent["id"]).name == "Reviewer"
+    # Judged before the body, like If-Match.
+    assert api.patch(path, {"name": ""}, auth=alice.key_auth, HTTP_IF_NONE_MATCH=header.format(etag=etag))[0] == 412
+
+
+def test_a_patch_with_if_none_match_naming_other_versions_applies(api, alice):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    status, body, _ = api.patch(path, {"name": "Renamed"}, auth=alice.key_auth, HTTP_IF_NONE_MATCH='"other"')
+    assert status == 200 and body["data"]["name"] == "Renamed"
+    assert Agent.objects.get(id=agent["id"]).name == "Renamed"
+
+
+def test_a_delete_with_a_stale_if_match_is_a_412_and_deletes_nothing(api, alice):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    api.post(f"{path}/sessions", {}, auth=alice.key_auth)
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.patch(path, {"instructions": "Changed meanwhile."}, auth=alice.key_auth)[0] == 200
+    for header in (etag, f"W/{etag}", '"other"'):
+        status, body, response = api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=header)
+        assert (status, body["code"]) == (412, 10061), body
+        assert "nothing was deleted" in body["message"] and "current ETag" in body["message"]
+        assert body["data"]["request_id"] == response["X-Request-Id"]
+    assert Agent.objects.filter(id=agent["id"]).exists() and Session.objects.filter(agent_id=agent["id"]).count() == 1
+    # The current version is deleted, with its sessions.
+    fresh = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, _, response = api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=fresh)
+    assert status == 204 and response.content == b""
+    assert not Agent.objects.filter(id=agent["id"]).exists() and not Session.objects.exists()
+
+
+def test_a_delete_with_if_match_star_deletes_any_existing_agent(api, alice):
+    agent = make_agent(api, alice)
+    assert api.delete(f"/v1/combo/agents/{agent['id']}", auth=alice.key_auth, HTTP_IF_MATCH="*")[0] == 204
+    assert not Agent.objects.filter(id=agent["id"]).exists()
+
+
+@pytest.mark.parametrize("header", ["{etag}", "*"])
+def test_a_delete_with_if_none_match_naming_the_current_version_is_a_412(api, alice, header):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, _ = api.delete(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=header.format(etag=etag))
+    assert (status, body["code"]) == (412, 10061), body
+    assert "If-None-Match" in body["message"] and "nothing was deleted" in body["message"]
+    assert Agent.objects.filter(id=agent["id"]).exists()
+    assert api.delete(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH='"other"')[0] == 204
+    assert not Agent.objects.filter(id=agent["id"]).exists()
+
+
+def test_a_delete_with_if_match_is_checked_again_under_the_agents_row_lock(api, alice, monkeypatch):
+    """A change landing after the agent was read (and If-Match first checked) still makes a 412."""
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    _get_object_then(monkeypatch, lambda found: Agent.objects.filter(pk=found.pk).update(name="Changed meanwhile"))
+    status, body, _ = api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061), body
+    assert Agent.objects.get(id=agent["id"]).name == "Changed meanwhile"
+
+
+def test_a_delete_with_if_match_of_an_agent_deleted_meanwhile_is_a_404(api, alice, monkeypatch):
+    agent = make_agent(api, alice)
+    _get_object_then(monkeypatch, lambda found: Agent.objects.filter(pk=found.pk).delete())
+    status, body, _ = api.delete(f"/v1/combo/agents/{agent['id']}", auth=alice.key_auth, HTTP_IF_MATCH="*")
+    assert (status, body["code"]) == (404, 10040), body
+
+
+def test_preconditions_do_not_hide_a_missing_or_foreign_agent(api, alice, bob):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    for headers in ({"HTTP_IF_MATCH": '"other"'}, {"HTTP_IF_MATCH": "*"}, {"HTTP_IF_NONE_MATCH": "*"}):
+        for method in ("get", "patch", "delete"):
+            status, body, _ = api.call(method, path, {"name": "x"} if method == "patch" else None,
+                                       auth=bob.key_auth, **headers)
+            assert (status, body["code"]) == (404, 10040), (method, headers, body)
+            status, body, _ = api.call(method, f"/v1/combo/agents/{uuid.uuid4()}",
+                                       {"name": "x"} if method == "patch" else None, auth=alice.key_auth, **headers)
+            assert (status, body["code"]) == (404, 10040), (method, headers, body)
+    assert Agent.objects.get(id=agent["id"]).name == "Reviewer"
+
+
+# --- A PATCH that changes nothing -----------------------------------------------------
+
+
+def test_a_patch_with_the_stored_values_changes_nothing_and_keeps_the_etag(api, alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    llm = {"provider": "builtin", "model": "m1", "temperature": 0.3, "max_tokens": 256}
+    agent = make_agent(api, alice, llm=llm)
+    path = f"/v1/combo/agents/{agent['id']}"
+    _, read, response = api.get(path, auth=alice.key_auth)
+    etag = response["ETag"]
+    same = {"name": "Reviewer", "instructions": "You review pull requests.", "llm": llm, "file_ids": []}
+    with CaptureQueriesContext(connection) as queries:
+        status, body, patched = api.patch(path, same, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert status == 200 and patched["ETag"] == etag
+    assert body["data"] == read["data"]  # updated_at included
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=etag)[0] == 304  # still that version
+    # The tag still names the agent: a chained update with it applies, and that one is a new version.
+    status, body, changed = api.patch(path, {"name": "Renamed", "description": ""}, auth=alice.key_auth,
+                                      HTTP_IF_MATCH=patched["ETag"])
+    assert status == 200 and changed["ETag"] != etag and body["data"]["updated_at"] > read["data"]["updated_at"]
+
+
+def test_the_openapi_document_describes_the_preconditions_of_read_update_and_delete(api, db):
+    item = api.client.get("/v1/openapi.json").json()["paths"]["/v1/combo/agents/{id}"]
+    for method in ("get", "patch", "delete"):
+        names = [p["name"] for p in item[method]["parameters"] if p["in"] == "header"]
+        assert "If-Match" in names and "If-None-Match" in names, (method, names)
+        assert "10061" in item[method]["responses"]["412"]["description"], method
+        assert "ErrorEnvelope" in str(item[method]["responses"]["412"]["content"]), method
+    header = {m: {p["name"]: p["description"] for p in item[m]["parameters"]} for m in ("get", "patch", "delete")}
+    assert "304" in header["get"]["If-None-Match"] and "412" in header["patch"]["If-None-Match"]
+    assert "deleted" in header["delete"]["If-Match"] and "412" in header["get"]["If-Match"]
+    assert "nothing was deleted" in item["delete"]["responses"]["412"]["description"]
+    assert "304" not in item["delete"]["responses"] and "ETag" not in item["delete"]["responses"]["204"].get("headers", {})

@@ -316,6 +316,104 @@ def test_a_webhook_read_with_the_current_etag_in_if_none_match_is_a_304(make_web
     assert status == 200 and body["data"]["enabled"] is False and response["ETag"] != etag
 
 
+def test_a_webhook_read_with_an_if_match_naming_another_version_is_a_412(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.post(f"{path}/rotate-secret", auth=alice.key_auth)[0] == 200  # a new version
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061) and "without If-Match" in body["message"], body
+    assert "ETag" not in response and hook.secret not in response.content.decode()
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_MATCH="*")
+    assert status == 200 and body["data"]["id"] == hook.id and response["ETag"] != etag
+
+
+def test_a_webhook_patch_with_if_none_match_naming_its_version_is_a_412(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    for header in (etag, "*"):
+        status, body, _ = api.patch(path, {"enabled": False}, auth=alice.key_auth, HTTP_IF_NONE_MATCH=header)
+        assert (status, body["code"]) == (412, 10061) and "If-None-Match" in body["message"], body
+    assert Webhook.objects.get(id=hook.id).enabled is True
+    assert api.patch(path, {"enabled": False}, auth=alice.key_auth, HTTP_IF_NONE_MATCH='"other"')[0] == 200
+    assert Webhook.objects.get(id=hook.id).enabled is False
+
+
+def test_a_webhook_delete_with_a_stale_if_match_is_a_412_and_deletes_nothing(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.post(f"{path}/rotate-secret", auth=alice.key_auth)[0] == 200  # a rotated secret is a new version
+    status, body, response = api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061), body
+    assert "nothing was deleted" in body["message"] and body["data"]["request_id"] == response["X-Request-Id"]
+    assert Webhook.objects.filter(id=hook.id).exists()
+    fresh = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=fresh)[0] == 204
+    assert not Webhook.objects.filter(id=hook.id).exists()
+
+
+def test_a_webhook_delete_with_if_none_match_naming_its_version_is_a_412(make_webhook, api, alice):
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    for header in (f"W/{etag}", "*"):
+        status, body, _ = api.delete(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=header)
+        assert (status, body["code"]) == (412, 10061) and "If-None-Match" in body["message"], body
+    assert Webhook.objects.filter(id=hook.id).exists()
+
+
+def test_a_webhook_delete_with_if_match_is_checked_again_under_its_row_lock(make_webhook, api, alice, monkeypatch):
+    from integrations import services
+
+    hook = make_webhook()
+    path = f"{WEBHOOKS}/{hook.id}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    rotated = []
+    _get_object_then(monkeypatch, lambda found: rotated or rotated.append(
+        services.webhook_rotate_secret(webhook=Webhook.objects.get(pk=found.pk), grace_hours=0)
+    ))
+    status, body, _ = api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061), body
+    assert rotated and Webhook.objects.filter(id=hook.id).exists()
+
+
+def test_webhook_preconditions_do_not_hide_a_missing_or_foreign_webhook(make_webhook, api, bob):
+    hook = make_webhook()
+    for method in ("GET", "PATCH", "DELETE"):
+        status, body, _ = api.call(method, f"{WEBHOOKS}/{hook.id}", {"enabled": False} if method == "PATCH" else None,
+                                   auth=bob.key_auth, HTTP_IF_MATCH="*")
+        assert (status, body["code"]) == (404, 10040), method
+    assert Webhook.objects.get(id=hook.id).enabled is True
+
+
+def test_a_webhook_patch_with_the_stored_values_changes_nothing(make_webhook, api, alice, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from integrations import ssrf
+
+    hook = make_webhook(callback_url="https://ci.example.com/results", question_template="Review {{ pr.title }}")
+    path = f"{WEBHOOKS}/{hook.id}"
+    _, read, response = api.get(path, auth=alice.key_auth)
+    vetted = []
+    monkeypatch.setattr(ssrf, "check_callback_url", vetted.append)
+    same = {key: read["data"][key] for key in ("name", "agent_id", "enabled", "question_template", "callback_url",
+                                               "require_timestamp")}
+    with CaptureQueriesContext(connection) as queries:
+        status, body, patched = api.patch(path, same, auth=alice.key_auth, HTTP_IF_MATCH=response["ETag"])
+    assert status == 200 and body["data"] == read["data"] and patched["ETag"] == response["ETag"]
+    assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert vetted == []  # the stored callback URL is not checked (its host resolved) again
+    assert api.get(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=response["ETag"])[0] == 304
+    # A real change is a new version, and a new callback URL is checked.
+    status, body, changed = api.patch(path, {**same, "callback_url": "https://ci.example.com/other"},
+                                      auth=alice.key_auth, HTTP_IF_MATCH=patched["ETag"])
+    assert status == 200 and changed["ETag"] != response["ETag"] and vetted == ["https://ci.example.com/other"]
+    assert body["data"]["updated_at"] > read["data"]["updated_at"]
+
+
 def test_the_openapi_document_describes_the_webhooks_conditional_requests(api, db):
     item = api.client.get("/v1/openapi.json").json()["paths"][f"{WEBHOOKS}/{{id}}"]
     assert any(p["name"] == "If-None-Match" and p["in"] == "header" for p in item["get"]["parameters"])
@@ -324,3 +422,9 @@ def test_the_openapi_document_describes_the_webhooks_conditional_requests(api, d
     assert "ETag" in item["patch"]["responses"]["200"]["headers"]
     assert "10061" in item["patch"]["responses"]["412"]["description"]
     assert item["patch"]["summary"] == "Change a webhook"
+    # Every operation on one webhook evaluates both headers.
+    for method in ("get", "patch", "delete"):
+        names = [p["name"] for p in item[method]["parameters"] if p["in"] == "header"]
+        assert "If-Match" in names and "If-None-Match" in names, (method, names)
+        assert "10061" in item[method]["responses"]["412"]["description"], method
+    assert "rotated secret" in item["delete"]["responses"]["412"]["description"]

@@ -388,6 +388,100 @@ def test_the_file_list_upload_and_delete_carry_no_etag(api, alice, upload):
     assert status == 204 and "ETag" not in response
 
 
+def test_a_file_read_with_an_if_match_naming_an_older_version_is_a_412(api, alice, upload, drain):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    path = f"/v1/combo/files/{body['data']['id']}"
+    queued = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert api.get(path, auth=alice.key_auth, HTTP_IF_MATCH=queued)[0] == 200
+    assert drain() == 1  # ingested: a new version
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_MATCH=queued)
+    assert (status, body["code"]) == (412, 10061) and "without If-Match" in body["message"], body
+    status, body, response = api.get(path, auth=alice.key_auth, HTTP_IF_MATCH="*")
+    assert status == 200 and body["data"]["status"] == "ready" and response["ETag"] != queued
+
+
+def test_a_file_delete_with_a_stale_if_match_is_a_412_and_deletes_nothing(
+    api, alice, upload, drain, django_capture_on_commit_callbacks
+):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    file_id = body["data"]["id"]
+    path = f"/v1/combo/files/{file_id}"
+    queued = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    assert drain() == 1
+    original = Path(KnowledgeFile.objects.get(id=file_id).original.path)
+    with django_capture_on_commit_callbacks(execute=True):
+        status, body, response = api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=queued)
+    assert (status, body["code"]) == (412, 10061), body
+    assert "nothing was deleted" in body["message"] and body["data"]["request_id"] == response["X-Request-Id"]
+    assert KnowledgeFile.objects.filter(id=file_id).exists() and Chunk.objects.exists() and original.exists()
+    ready = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=ready)[0] == 204
+    assert not KnowledgeFile.objects.filter(id=file_id).exists() and not original.exists()
+
+
+@pytest.mark.parametrize("header", ["{etag}", "*"])
+def test_a_file_delete_with_if_none_match_naming_its_version_is_a_412(api, alice, upload, header):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    path = f"/v1/combo/files/{body['data']['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    status, body, _ = api.delete(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH=header.format(etag=etag))
+    assert (status, body["code"]) == (412, 10061) and "If-None-Match" in body["message"], body
+    assert KnowledgeFile.objects.count() == 1
+    assert api.delete(path, auth=alice.key_auth, HTTP_IF_NONE_MATCH='"other"')[0] == 204
+    assert not KnowledgeFile.objects.exists()
+
+
+def test_a_file_delete_with_if_match_is_checked_again_under_its_row_lock(api, alice, upload, monkeypatch):
+    """Ingestion moving the file on after it was read (and If-Match first checked) still makes a 412."""
+    from agents.knowledge.api import KnowledgeFileViewSet
+
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    path = f"/v1/combo/files/{body['data']['id']}"
+    etag = api.get(path, auth=alice.key_auth)[2]["ETag"]
+    get_object = KnowledgeFileViewSet.get_object
+
+    def read_then_claimed(self):
+        found = get_object(self)
+        KnowledgeFile.objects.filter(pk=found.pk).update(status=KnowledgeFile.Status.PROCESSING)
+        return found
+
+    monkeypatch.setattr(KnowledgeFileViewSet, "get_object", read_then_claimed)
+    status, body, _ = api.delete(path, auth=alice.key_auth, HTTP_IF_MATCH=etag)
+    assert (status, body["code"]) == (412, 10061), body
+    assert KnowledgeFile.objects.get().status == KnowledgeFile.Status.PROCESSING
+
+
+def test_file_preconditions_do_not_hide_a_missing_or_foreign_file(api, alice, bob, upload):
+    _, body, _ = upload(alice, "a.txt", TEXT)
+    for method in ("GET", "DELETE"):
+        status, theirs, _ = api.call(method, f"/v1/combo/files/{body['data']['id']}", auth=bob.key_auth,
+                                     HTTP_IF_MATCH="*")
+        assert (status, theirs["code"]) == (404, 10040), method
+        status, missing, _ = api.call(method, f"/v1/combo/files/{uuid.uuid4()}", auth=alice.key_auth,
+                                      HTTP_IF_MATCH='"other"')
+        assert (status, missing["code"]) == (404, 10040), method
+    assert KnowledgeFile.objects.count() == 1
+
+
+def test_an_agent_patch_that_only_changes_its_files_is_a_new_version_and_the_same_files_are_not(
+    api, alice, upload
+):
+    agent = make_agent(api, alice)
+    path = f"/v1/combo/agents/{agent['id']}"
+    file_id = upload(alice, "a.txt", TEXT)[1]["data"]["id"]
+    _, read, response = api.get(path, auth=alice.key_auth)
+    status, body, patched = api.patch(path, {"file_ids": [file_id]}, auth=alice.key_auth)
+    assert status == 200 and body["data"]["file_ids"] == [file_id] and patched["ETag"] != response["ETag"]
+    assert body["data"]["updated_at"] > read["data"]["updated_at"]
+    # The same files again (an id in another spelling, or twice) change nothing: the same version.
+    status, again, unchanged = api.patch(
+        path, {"file_ids": [file_id.upper(), file_id], "name": "Helper"}, auth=alice.key_auth,
+        HTTP_IF_MATCH=patched["ETag"],
+    )
+    assert status == 200 and again["data"] == body["data"] and unchanged["ETag"] == patched["ETag"]
+
+
 def test_the_openapi_document_describes_the_files_etag_and_304(api, db):
     doc = api.client.get("/v1/openapi.json").json()
     item = doc["paths"]["/v1/combo/files/{file_id}"]
@@ -396,9 +490,14 @@ def test_the_openapi_document_describes_the_files_etag_and_304(api, db):
     assert "ETag" in get["responses"]["200"]["headers"]
     not_modified = get["responses"]["304"]
     assert "ETag" in not_modified["headers"] and "content" not in not_modified
-    assert "412" not in get["responses"] and "patch" not in item  # no update, so no If-Match
-    assert not any(p["name"] == "If-Match" for p in get["parameters"])
+    assert "patch" not in item  # files are never updated in place
     assert "304" not in item["delete"]["responses"]
+    # The read and the delete evaluate If-Match and If-None-Match.
+    for method in ("get", "delete"):
+        names = [p["name"] for p in item[method]["parameters"] if p["in"] == "header"]
+        assert "If-Match" in names and "If-None-Match" in names, (method, names)
+        assert "10061" in item[method]["responses"]["412"]["description"], method
+    assert "nothing is deleted" in item["delete"]["description"]
 
 
 # ---------------------------------------------------------------- ownership
