@@ -1,4 +1,5 @@
-"""ETags through the SDK: `.etag`, `update(if_match=)` and `retrieve(if_none_match=)`, against the live server.
+"""ETags through the SDK: `.etag`, `update(if_match=)`, `delete(if_match=)`, `retrieve(if_none_match=)` and
+`files.wait_until_ready()`'s conditional polling, against the live server.
 
 The server side is combo/api/conditional.py (agents, webhooks, files); the
 request shapes and the no-retry behaviour are also checked against a scripted
@@ -108,6 +109,39 @@ async def test_the_async_client_has_the_same_conditional_calls(aclient, make_age
     assert (await aclient.agents.retrieve(agent.id, if_none_match=read.etag)).etag == updated.etag
 
 
+def test_a_delete_with_a_stale_if_match_raises_precondition_failed_and_deletes_nothing(client, make_agent):
+    agent = make_agent(name="Kept")
+    read = client.agents.retrieve(agent.id)
+    client.agents.update(agent.id, instructions="Changed meanwhile.")
+
+    with pytest.raises(PreconditionFailedError) as caught:
+        client.agents.delete(agent.id, if_match=read.etag)
+    assert (caught.value.code, caught.value.status) == (10061, 412)
+    assert "nothing was deleted" in caught.value.message
+    current = client.agents.retrieve(agent.id)
+    assert current.instructions == "Changed meanwhile."
+
+    client.agents.delete(agent.id, if_match=current.etag)  # still that version: deleted
+    with pytest.raises(NotFoundError):
+        client.agents.retrieve(agent.id)
+    with pytest.raises(NotFoundError):  # gone: a 404, not a 412
+        client.agents.delete(agent.id, if_match="*")
+    with pytest.raises(ValueError, match="if_match=None"):
+        client.agents.delete(agent.id, if_match=agent.etag)  # created: no ETag, nothing sent
+
+
+async def test_the_async_client_deletes_with_if_match(aclient, make_agent):
+    agent = make_agent(name="Async kept")
+    read = await aclient.agents.retrieve(agent.id)
+    await aclient.agents.update(agent.id, name="Async changed")
+    with pytest.raises(PreconditionFailedError):
+        await aclient.agents.delete(agent.id, if_match=read.etag)
+    current = await aclient.agents.retrieve(agent.id)
+    await aclient.agents.delete(agent.id, if_match=current.etag)
+    with pytest.raises(NotFoundError):
+        await aclient.agents.retrieve(agent.id)
+
+
 # --- webhooks ---------------------------------------------------------------------------
 
 
@@ -129,8 +163,18 @@ def test_webhooks_carry_etags_and_take_if_match_and_if_none_match(client, agent)
         disabled = client.webhooks.update(hook.id, if_match=current.etag, enabled=False)
         assert disabled.enabled is False and is_strong_etag(disabled.etag) and disabled.etag != current.etag
         assert client.webhooks.retrieve(hook.id, if_none_match=disabled.etag) is None
+
+        with pytest.raises(PreconditionFailedError):  # an older version: nothing is deleted
+            client.webhooks.delete(hook.id, if_match=current.etag)
+        assert client.webhooks.retrieve(hook.id).etag == disabled.etag
+        client.webhooks.delete(hook.id, if_match=disabled.etag)
+        with pytest.raises(NotFoundError):
+            client.webhooks.retrieve(hook.id)
     finally:
-        client.webhooks.delete(hook.id)
+        try:
+            client.webhooks.delete(hook.id)
+        except NotFoundError:
+            pass
 
 
 # --- files -------------------------------------------------------------------------------
@@ -155,8 +199,30 @@ def test_polling_a_file_with_if_none_match(client):
         # Nothing changes a ready file: every further poll is a 304.
         assert client.files.retrieve(uploaded.id, if_none_match=etag) is None
         assert client.files.retrieve(uploaded.id).etag == etag
+        assert client.files.wait_until_ready(uploaded.id, timeout=10).etag == etag
     finally:
         client.files.delete(uploaded.id)
+
+
+def test_a_file_delete_with_the_etag_of_an_older_version_raises_and_keeps_the_file(client):
+    uploaded = client.files.upload(b"Deleted only as it was read.\n", filename="guarded.txt")
+    try:
+        first = client.files.retrieve(uploaded.id)
+        ready = client.files.wait_until_ready(uploaded.id, timeout=60)
+        if ready.etag != first.etag:  # ingested since the first read: a new version
+            with pytest.raises(PreconditionFailedError):
+                client.files.delete(uploaded.id, if_match=first.etag)
+            assert client.files.retrieve(uploaded.id).status == "ready"
+        with pytest.raises(PreconditionFailedError):
+            client.files.delete(uploaded.id, if_match='"not-this-version"')
+        client.files.delete(uploaded.id, if_match=ready.etag)
+        with pytest.raises(NotFoundError):
+            client.files.retrieve(uploaded.id)
+    finally:
+        try:
+            client.files.delete(uploaded.id)
+        except NotFoundError:
+            pass
 
 
 # --- the wire: headers sent, no retry ------------------------------------------------------
@@ -203,3 +269,56 @@ def test_10061_and_412_map_to_precondition_failed():
     assert error_class(10061, 412) is PreconditionFailedError
     assert error_class(None, 412) is PreconditionFailedError
     assert "PreconditionFailedError" in combo_sdk.__all__ and combo_sdk.PreconditionFailedError is PreconditionFailedError
+
+
+def test_delete_sends_if_match_and_a_412_is_not_retried(scripted):
+    stale = {"code": 10061, "message": "The object changed since the version named in If-Match; nothing was "
+             "deleted.", "data": {}}
+    server = scripted(Reply(412, stale), Reply(204, b""))
+    with ComboAgent(api_key="ragflow-test", base_url=server.url, max_retries=2) as client:
+        with pytest.raises(PreconditionFailedError):
+            client.webhooks.delete("w1", if_match='"v1"')
+        assert client.files.delete("f1", if_match="*") is None
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("DELETE", "/v1/integrations/webhooks/w1"), ("DELETE", "/v1/combo/files/f1"),
+    ]
+    assert [r.headers.get("If-Match") for r in server.requests] == ['"v1"', "*"]
+
+
+def test_wait_until_ready_polls_with_if_none_match_of_the_last_etag(scripted):
+    server = scripted(
+        Reply(200, envelope({"id": "f1", "status": "queued"}), headers={"ETag": '"v1"'}),
+        Reply(304, b"", headers={"ETag": '"v1"'}),
+        Reply(200, envelope({"id": "f1", "status": "processing"}), headers={"ETag": '"v2"'}),
+        Reply(304, b"", headers={"ETag": '"v2"'}),
+        Reply(200, envelope({"id": "f1", "status": "ready", "chunk_count": 3}), headers={"ETag": '"v3"'}),
+    )
+    with ComboAgent(api_key="ragflow-test", base_url=server.url, max_retries=0) as client:
+        ready = client.files.wait_until_ready("f1", poll_interval=0.01)
+    assert ready.is_ready and ready.chunk_count == 3 and ready.etag == '"v3"'
+    assert [r.path for r in server.requests] == ["/v1/combo/files/f1"] * 5
+    assert [r.headers.get("If-None-Match") for r in server.requests] == [None, '"v1"', '"v1"', '"v2"', '"v2"']
+
+
+def test_wait_until_ready_reads_in_full_from_a_server_without_etags(scripted):
+    server = scripted(
+        Reply(200, envelope({"id": "f1", "status": "queued"})),
+        Reply(200, envelope({"id": "f1", "status": "ready"})),
+    )
+    with ComboAgent(api_key="ragflow-test", base_url=server.url) as client:
+        assert client.files.wait_until_ready("f1", poll_interval=0.01).is_ready
+    assert [r.headers.get("If-None-Match") for r in server.requests] == [None, None]
+
+
+async def test_the_async_wait_until_ready_polls_with_if_none_match(scripted):
+    from combo_sdk import AsyncComboAgent
+
+    server = scripted(
+        Reply(200, envelope({"id": "f1", "status": "processing"}), headers={"ETag": '"v1"'}),
+        Reply(304, b"", headers={"ETag": '"v1"'}),
+        Reply(200, envelope({"id": "f1", "status": "ready"}), headers={"ETag": '"v2"'}),
+    )
+    async with AsyncComboAgent(api_key="ragflow-test", base_url=server.url) as client:
+        ready = await client.files.wait_until_ready("f1", poll_interval=0.01)
+    assert ready.is_ready and ready.etag == '"v2"'
+    assert [r.headers.get("If-None-Match") for r in server.requests] == [None, '"v1"', '"v1"']

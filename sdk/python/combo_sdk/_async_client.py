@@ -156,8 +156,9 @@ class AsyncAgents(_AsyncResource):
         """PATCH; with `if_match=etag`, only if the agent is still that version (else PreconditionFailedError)."""
         return await self._client._run(ops.agent_update(agent_id, fields, if_match=if_match))
 
-    async def delete(self, agent_id: str) -> None:
-        await self._client._run(ops.agent_delete(agent_id))
+    async def delete(self, agent_id: str, *, if_match: Any = NOT_GIVEN) -> None:
+        """DELETE; with `if_match=etag`, only if the agent is still that version (else PreconditionFailedError)."""
+        await self._client._run(ops.agent_delete(agent_id, if_match=if_match))
 
 
 class AsyncSessions(_AsyncResource):
@@ -268,8 +269,9 @@ class AsyncFiles(_AsyncResource):
         """The file with its `.etag`; with `if_none_match=etag`, None while it is still that version."""
         return await self._client._run(ops.file_retrieve(file_id, if_none_match=if_none_match))
 
-    async def delete(self, file_id: str) -> None:
-        await self._client._run(ops.file_delete(file_id))
+    async def delete(self, file_id: str, *, if_match: Any = NOT_GIVEN) -> None:
+        """DELETE; with `if_match=etag`, only if the file is still that version (else PreconditionFailedError)."""
+        await self._client._run(ops.file_delete(file_id, if_match=if_match))
 
     async def wait_until_ready(self, file_id: str, *, timeout: float = 120.0, poll_interval: float = 0.5) -> File:
         return await self._client._run(
@@ -315,8 +317,9 @@ class AsyncWebhooks(_AsyncResource):
         """PATCH; with `if_match=etag`, only if the webhook is still that version (else PreconditionFailedError)."""
         return await self._client._run(ops.webhook_update(webhook_id, fields, if_match=if_match))
 
-    async def delete(self, webhook_id: str) -> None:
-        await self._client._run(ops.webhook_delete(webhook_id))
+    async def delete(self, webhook_id: str, *, if_match: Any = NOT_GIVEN) -> None:
+        """DELETE; with `if_match=etag`, only if the webhook is still that version (else PreconditionFailedError)."""
+        await self._client._run(ops.webhook_delete(webhook_id, if_match=if_match))
 
     async def rotate_secret(self, webhook_id: str) -> Webhook:
         return await self._client._run(ops.webhook_rotate_secret(webhook_id))

@@ -168,8 +168,14 @@ class Agents(_Resource):
         """
         return self._client._run(ops.agent_update(agent_id, fields, if_match=if_match))
 
-    def delete(self, agent_id: str) -> None:
-        self._client._run(ops.agent_delete(agent_id))
+    def delete(self, agent_id: str, *, if_match: Any = NOT_GIVEN) -> None:
+        """Delete the agent.
+
+        `if_match=etag` (from `retrieve()`) deletes it only if it is still
+        that version, else raises `PreconditionFailedError` and nothing
+        is deleted; `if_match="*"` only requires that it exists.
+        """
+        self._client._run(ops.agent_delete(agent_id, if_match=if_match))
 
 
 class Sessions(_Resource):
@@ -306,12 +312,23 @@ class Files(_Resource):
         """
         return self._client._run(ops.file_retrieve(file_id, if_none_match=if_none_match))
 
-    def delete(self, file_id: str) -> None:
-        self._client._run(ops.file_delete(file_id))
+    def delete(self, file_id: str, *, if_match: Any = NOT_GIVEN) -> None:
+        """Delete the file.
+
+        `if_match=etag` (from `retrieve()`) deletes it only if it is still
+        that version (its ingestion moving on is a new version), else raises `PreconditionFailedError` and nothing
+        is deleted; `if_match="*"` only requires that it exists.
+        """
+        self._client._run(ops.file_delete(file_id, if_match=if_match))
 
     def wait_until_ready(self, file_id: str, *, timeout: float = 120.0, poll_interval: float = 0.5) -> File:
         """Poll until the file is `ready` (returned); FileProcessingError if it `failed`,
-        TimeoutError after `timeout` seconds."""
+        TimeoutError after `timeout` seconds.
+
+        After the first read each poll is conditional (If-None-Match with the
+        last `.etag`): while the file is unchanged the server answers 304 with
+        no body.
+        """
         return self._client._run(ops.file_wait_until_ready(file_id, timeout=timeout, poll_interval=poll_interval))
 
 
@@ -365,8 +382,14 @@ class Webhooks(_Resource):
         """
         return self._client._run(ops.webhook_update(webhook_id, fields, if_match=if_match))
 
-    def delete(self, webhook_id: str) -> None:
-        self._client._run(ops.webhook_delete(webhook_id))
+    def delete(self, webhook_id: str, *, if_match: Any = NOT_GIVEN) -> None:
+        """Delete the webhook.
+
+        `if_match=etag` (from `retrieve()`) deletes it only if it is still
+        that version (a rotated secret is a new version), else raises `PreconditionFailedError` and nothing
+        is deleted; `if_match="*"` only requires that it exists.
+        """
+        self._client._run(ops.webhook_delete(webhook_id, if_match=if_match))
 
     def rotate_secret(self, webhook_id: str) -> Webhook:
         """A new secret (in the answer); the previous one stays valid for a grace period."""

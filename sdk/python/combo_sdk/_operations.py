@@ -84,8 +84,8 @@ def agent_update(agent_id: str, fields: Dict[str, Any], *, if_match: Any = NOT_G
     )
 
 
-def agent_delete(agent_id: str) -> APIRequest[None]:
-    return APIRequest("DELETE", f"combo/agents/{seg(agent_id)}", cast=_none)
+def agent_delete(agent_id: str, *, if_match: Any = NOT_GIVEN) -> APIRequest[None]:
+    return APIRequest("DELETE", f"combo/agents/{seg(agent_id)}", cast=_none, headers=conditional_headers(if_match=if_match))
 
 
 # --- sessions -------------------------------------------------------------------
@@ -231,16 +231,15 @@ def file_retrieve(file_id: str, *, if_none_match: Optional[str] = None) -> APIRe
     )
 
 
-def file_delete(file_id: str) -> APIRequest[None]:
-    return APIRequest("DELETE", f"combo/files/{seg(file_id)}", cast=_none)
+def file_delete(file_id: str, *, if_match: Any = NOT_GIVEN) -> APIRequest[None]:
+    return APIRequest("DELETE", f"combo/files/{seg(file_id)}", cast=_none, headers=conditional_headers(if_match=if_match))
 
 
 def file_wait_until_ready(file_id: str, *, timeout: float, poll_interval: float) -> Operation[File]:
     deadline = time.monotonic() + timeout
     interval = poll_interval
+    file: File = yield file_retrieve(file_id)
     while True:
-        data = yield APIRequest("GET", f"combo/files/{seg(file_id)}")
-        file = File.from_dict(data)
         if file.status == "ready":
             return file
         if file.status == "failed":
@@ -251,6 +250,10 @@ def file_wait_until_ready(file_id: str, *, timeout: float, poll_interval: float)
             raise TimeoutError(f"File {file_id} is still {file.status!r} after {timeout:g} s")
         yield Sleep(min(interval, remaining))
         interval = min(interval * 1.5, 5.0)
+        # A conditional read: None (the server's 304, no body) while the file is still as last read.
+        changed = yield file_retrieve(file_id, if_none_match=file.etag)
+        if changed is not None:
+            file = changed
 
 
 # --- webhooks -------------------------------------------------------------------
@@ -280,8 +283,8 @@ def webhook_update(webhook_id: str, fields: Dict[str, Any], *, if_match: Any = N
     )
 
 
-def webhook_delete(webhook_id: str) -> APIRequest[None]:
-    return APIRequest("DELETE", f"{_WEBHOOKS}/{seg(webhook_id)}", cast=_none)
+def webhook_delete(webhook_id: str, *, if_match: Any = NOT_GIVEN) -> APIRequest[None]:
+    return APIRequest("DELETE", f"{_WEBHOOKS}/{seg(webhook_id)}", cast=_none, headers=conditional_headers(if_match=if_match))
 
 
 def webhook_rotate_secret(webhook_id: str) -> APIRequest[Webhook]:

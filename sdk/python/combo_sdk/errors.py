@@ -17,7 +17,7 @@ not know yet still lands in a sensible class.
     │   │   ├── AuthenticationError 10010-10014 (401)
     │   │   ├── PermissionDeniedError 10030, 10031 (403)
     │   │   ├── NotFoundError       10040 (404)
-    │   │   ├── PreconditionFailedError 10061 (412): update(..., if_match=) on a changed object
+    │   │   ├── PreconditionFailedError 10061 (412): update()/delete(..., if_match=) on a changed object
     │   │   └── RateLimitError      10090 (429), with .retry_after
     │   ├── ServerError             2xxxx (5xx)
     │   └── UpstreamError           3xxxx (the LLM provider or another external API)
