@@ -108,10 +108,10 @@ def api_key_create(request):
         return refused
     if not form.is_valid():
         return _api_keys_page(request, form=form, form_token=sent.token, status=400)
-    sent.spend()
-    created = services.api_key_create(
-        owner=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
-    )
+    with sent.acting():
+        created = services.api_key_create(
+            owner=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at()
+        )
     return _api_keys_page(
         request, form=ApiKeyCreateForm(), form_token=formtokens.issue(request, _FORM_TOKENS), created=created, status=201
     )

@@ -107,12 +107,8 @@ def agent_create(request):
     if not form.is_valid():
         context = {"form": form, "agent": None, "form_token": sent.token}
         return render(request, "agents/agent_form.html", context, status=400)
-    try:
+    with sent.acting():
         agent = services.agent_create(owner=request.user, **form.agent_fields())
-    except Exception:
-        sent.release()  # nothing was made: the form may be sent again
-        raise
-    sent.spend()
     messages.success(request, f"Created “{agent.name}”. Ask it something in the playground.")
     return redirect("console:agent-playground", agent_id=agent.id)
 

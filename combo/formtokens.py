@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django import forms
 from django.contrib import messages
@@ -91,7 +93,8 @@ class Submission:
             return refused
         if not form.is_valid():
             ...  # shown again with `sent.token`, unspent: the corrected form may be sent
-        ...  # act, then `sent.spend()`; `sent.release()` where a failed act may be sent again
+        with sent.acting():
+            ...  # act
 
     `back` is where the repeat lands (a URL or a URL name, as `redirect` takes
     it), `note` what it says there; `note_at_once`, when given, is said instead
@@ -120,13 +123,21 @@ class Submission:
             return self._refuse(self.note_at_once)
         return None
 
-    def spend(self) -> None:
-        """The form has acted: forget its token in the session, so that a reload is refused."""
-        spend(self.request, self.scope, self.token)
+    @contextmanager
+    def acting(self) -> Iterator[None]:
+        """Around the form's act: its token is spent if the act succeeds, given back if it raises.
 
-    def release(self) -> None:
-        """The act failed before it made anything: give the claim back, so the form may be sent again."""
-        release(self.scope, self.token)
+        An act that raises made nothing (the services write in one
+        transaction), whether it refused the input (a ComboError the view
+        shows next to the form) or failed on the server (the database away):
+        the same form may be sent again and is not refused as a repeat.
+        """
+        try:
+            yield
+        except BaseException:
+            release(self.scope, self.token)
+            raise
+        spend(self.request, self.scope, self.token)
 
     def _refuse(self, note: str) -> HttpResponseRedirect:
         messages.info(self.request, note)

@@ -142,12 +142,11 @@ def webhook_create(request):
         return refused
     if form.is_valid():
         try:
-            created = services.webhook_create(owner=request.user, **form.webhook_fields())
+            with sent.acting():
+                created = services.webhook_create(owner=request.user, **form.webhook_fields())
         except ComboError as exc:
-            sent.release()  # the corrected form may be sent again
-            form.add_service_errors(exc)
+            form.add_service_errors(exc)  # the corrected form may be sent with the same token
         else:
-            sent.spend()
             return _overview(request, created.webhook, shown_secret=created.secret, shown_reason="created", status=201)
     context = {"form": form, "form_token": sent.token, "has_agents": True}
     return render(request, "integrations/webhook_create.html", context, status=400)
@@ -238,8 +237,8 @@ def webhook_rotate(request, webhook_id):
             return refused
         if form.is_valid():
             grace_hours = 0 if form.cleaned_data["retire_now"] else None
-            rotated = services.webhook_rotate_secret(webhook=webhook, grace_hours=grace_hours)
-            sent.spend()
+            with sent.acting():
+                rotated = services.webhook_rotate_secret(webhook=webhook, grace_hours=grace_hours)
             return _overview(request, rotated.webhook, shown_secret=rotated.secret, shown_reason="rotated")
     context = {
         "webhook": webhook,

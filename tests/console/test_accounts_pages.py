@@ -224,6 +224,24 @@ def test_a_refused_key_form_keeps_its_token_and_the_new_key_page_carries_a_fresh
     assert ApiKey.objects.filter(owner=alice.user, name__in=["fixed", "another"]).count() == 2
 
 
+def test_a_key_form_that_failed_on_the_server_may_be_sent_again(alice_client, alice, monkeypatch):
+    # The database went away while the key was being made: nothing was made, so the same form
+    # (the browser's back button, then send) makes the key rather than saying it was already sent.
+    token = form_token(alice_client.get("/console/settings/api-keys/"))
+    real_create = services.api_key_create
+
+    def broken(**fields):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "api_key_create", broken)
+    with pytest.raises(RuntimeError):
+        alice_client.post("/console/settings/api-keys/create/", {"name": "retried", "form_token": token})
+    monkeypatch.setattr(services, "api_key_create", real_create)
+    again = alice_client.post("/console/settings/api-keys/create/", {"name": "retried", "form_token": token})
+    assert again.status_code == 201 and 'id="new-key-value"' in body(again)
+    assert ApiKey.objects.filter(owner=alice.user, name="retried").count() == 1
+
+
 def test_a_create_form_sent_after_the_session_ended_leads_back_to_the_keys_page(client, alice):
     # The session ended while the page was open: the POST goes to sign in, which then sends a GET to
     # the form's URL. That GET lands on the keys page (nothing created), never on a blank 405.

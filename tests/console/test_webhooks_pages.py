@@ -253,6 +253,35 @@ def test_two_copies_of_the_rotate_form_sent_at_once_rotate_once(alice_client, ho
     assert vault.decrypt(stored.previous_secret_encrypted) == hook.secret
 
 
+def test_a_create_or_rotate_form_that_failed_on_the_server_may_be_sent_again(alice_client, alice_agent, hook,
+                                                                           monkeypatch):
+    # The database went away while the webhook was being made or its secret rotated: nothing was
+    # done, so the same form sent again does it, rather than saying it was already sent.
+    def broken(**fields):
+        raise RuntimeError("the database went away")
+
+    token = fresh_token(alice_client)
+    real_create = services.webhook_create
+    monkeypatch.setattr(services, "webhook_create", broken)
+    with pytest.raises(RuntimeError):
+        alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token))
+    monkeypatch.setattr(services, "webhook_create", real_create)
+    before = Webhook.objects.count()
+    assert alice_client.post(WEBHOOKS + "new/", create_form(alice_agent, form_token=token)).status_code == 201
+    assert Webhook.objects.count() == before + 1
+
+    path = f"{WEBHOOKS}{hook.webhook.id}/rotate/"
+    token = fresh_token(alice_client, path)
+    real_rotate = services.webhook_rotate_secret
+    monkeypatch.setattr(services, "webhook_rotate_secret", broken)
+    with pytest.raises(RuntimeError):
+        alice_client.post(path, {"form_token": token})
+    assert vault.decrypt(Webhook.objects.get(id=hook.webhook.id).secret_encrypted) == hook.secret
+    monkeypatch.setattr(services, "webhook_rotate_secret", real_rotate)
+    assert alice_client.post(path, {"form_token": token}).status_code == 200
+    assert vault.decrypt(Webhook.objects.get(id=hook.webhook.id).secret_encrypted) != hook.secret
+
+
 def test_a_repeated_create_form_says_so_on_the_list(alice_client, alice_agent):
     # A reload also says where the secret is now; a copy sent at the same moment, only where the webhook is.
     token = fresh_token(alice_client)
