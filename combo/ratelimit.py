@@ -10,6 +10,8 @@
   which runs outside Django's middleware, checks the requests that arrive
   together with `check_many()` (one Redis round trip for all) and answers
   with `headers()`; `acheck()` is `check()` for other async callers.
+- A request answered 304 Not Modified gives its unit back (`refund()`, from
+  combo.api.throttling): to the very counter it was spent from, never below zero.
 - After a cache call fails, the cache is not asked for COMBO_CACHE_RETRY_SECONDS
   (combo.cachebreaker): meanwhile every check acts at once as on a failure.
 
@@ -25,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -238,6 +240,8 @@ class Decision:
     remaining: int
     reset: int  # whole seconds until the window frees: 1..WINDOW_SECONDS
     allowed: bool
+    # What check() spent: each counter's budget and window end, for refund(). Empty from check_many().
+    spent: tuple[tuple[Budget, int], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def retry_after(self) -> int:
@@ -272,7 +276,19 @@ def _spend(budget: Budget) -> Decision | None:
         # django-ratelimit's answer when the cache returned nothing (count None): a
         # real window end is never in the past.
         raise _CacheUnavailable("the cache returned no count")
-    return _decision(budget, usage["count"], usage["time_left"])
+    decision = _decision(budget, usage["count"], usage["time_left"])
+    return replace(decision, spent=((budget, _spent_window(budget, usage["time_left"])),))
+
+
+def _spent_window(budget: Budget, time_left: int) -> int:
+    """The end of the window get_usage counted in, which it ended `time_left` s after the second it answered in.
+
+    That second was a moment ago, so now + time_left is that window's end or a
+    few seconds past it; one subject's windows end WINDOW_SECONDS apart (at the
+    offset _get_window gives it), so the last window end at or before it is the one.
+    """
+    latest = int(time.time()) + time_left
+    return latest - (latest - _get_window(budget.subject, WINDOW_SECONDS)) % WINDOW_SECONDS
 
 
 def _decision(budget: Budget, count: int, time_left: int) -> Decision:
@@ -380,7 +396,30 @@ def check(
             raise ComboError(ErrorCode.RATE_LIMIT_BACKEND_DOWN)
         return None
     decisions = [d for d in decisions if d is not None]
-    return _binding(decisions) if decisions else None
+    if not decisions:
+        return None
+    return replace(_binding(decisions), spent=tuple(spent for d in decisions for spent in d.spent))
+
+
+def refund(decision: Decision | None) -> Decision | None:
+    """Give back what an allowed check() spent (a 304 Not Modified is free); the decision as it now reads.
+
+    Each counter goes one down in the window it was spent in, even if that window
+    has ended meanwhile (its key then expires as it would have: the expiry is
+    kept), and never below zero: a counter that is gone (expired, evicted) is
+    left alone. A refused request spent nothing that it may have back: its 429
+    came before anything else. If the cache cannot be reached the unit stays
+    spent, and the decision is returned as it was.
+    """
+    if decision is None or not decision.allowed or not decision.spent:
+        return decision
+    keys = [_counter_key(f"combo.{budget.family}", window, budget.limit, budget.subject) for budget, window in decision.spent]
+    found = _redis_client()
+    _, down = _ask_cache(lambda: _uncount_in_redis(*found, keys) if found is not None else _uncount_in_cache(keys))
+    if down is not None:
+        warn_cache_down(down)
+        return decision
+    return replace(decision, remaining=min(decision.remaining + 1, decision.limit), spent=())
 
 
 def check_many(family: str, callers: list[tuple[Principal | None, str]]) -> list[Decision | ComboError | None]:
@@ -452,6 +491,37 @@ def _count_in_cache(keys: list[tuple[Budget, int, str]]) -> list[int]:
     return counts
 
 
+def _uncount_in_redis(redis_client, cache, keys: list[str]) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    for key in keys:
+        pipe.eval(_DECR_ABOVE_ZERO, 1, cache.client.make_key(key))
+    pipe.execute()
+
+
+def _uncount_in_cache(keys: list[str]) -> None:
+    from django.core.cache import caches
+
+    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
+    for key in keys:
+        try:
+            count = cache.decr(key)  # keeps the counter's expiry (an incr by -1)
+        except ValueError:  # gone: expired, or evicted from a full in-process cache
+            continue
+        if count < 0:
+            # It was at zero: evicted and started again since this unit was spent
+            # into it, so the unit is gone already. Put it back.
+            cache.incr(key)
+
+
+# Atomic per counter: one down, only if it is still there and above zero (DECR
+# alone would make a missing counter -1, with no expiry); DECR keeps the expiry.
+_DECR_ABOVE_ZERO = """
+local count = tonumber(redis.call('GET', KEYS[1]))
+if count and count > 0 then return redis.call('DECR', KEYS[1]) end
+return false
+"""
+
+
 # Atomic per counter: count, and give a new counter its expiry (the one
 # django-ratelimit's add() gives it, the period + EXPIRATION_FUDGE).
 _INCR_WITH_EXPIRY = """
@@ -520,7 +590,8 @@ def markdown_table() -> str:
     lines = [
         "Requests per minute; over the ceiling: HTTP 429, code 10090, `Retry-After`. "
         "Counted responses carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and "
-        "`X-RateLimit-Reset` (seconds).",
+        "`X-RateLimit-Reset` (seconds). A `304 Not Modified` is not counted: its headers show the "
+        "budget as it was before the request.",
         "",
         "| family | operations | per minute | counted per |",
         "|---|---|---|---|",

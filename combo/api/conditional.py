@@ -67,8 +67,8 @@ IF_NONE_MATCH_PARAMETER = OpenApiParameter(
     "If-None-Match", OpenApiTypes.STR, location=OpenApiParameter.HEADER, required=False,
     description=(
         "ETags of versions you already have (a comma-separated list, or `*`). If the object is still one "
-        "of them, the answer is 304 Not Modified with its ETag and no body (it counts against the rate "
-        "limit like any read)."
+        "of them, the answer is 304 Not Modified with its ETag and no body; a 304 does not count against "
+        "the rate limit (a 429 still comes first when the budget is already spent)."
     ),
 )
 IF_NONE_MATCH_WRITE_PARAMETER = OpenApiParameter(

@@ -1,5 +1,10 @@
 """Rate limits for Django/DRF requests: one DRF throttle counts, one middleware adds the headers.
 
+A request answered 304 Not Modified (a conditional read, combo.api.conditional)
+is not counted in the end: the middleware gives its unit back before writing
+the headers, so they show the budget as it was before the request (as GitHub's
+API does, so that polling with If-None-Match never runs into a 429 by itself).
+
 The throttle is DRF's DEFAULT_THROTTLE_CLASSES, so it runs in every /v1 view after
 authentication and permission checks and before the handler: a rejected
 credential or a forbidden call spends no budget, while everything the handler
@@ -64,9 +69,12 @@ class FamilyRateThrottle(BaseThrottle):
 
 
 class RateLimitHeadersMiddleware(MiddlewareMixin):
-    """Adds X-RateLimit-* to every response of a request the throttle counted."""
+    """Adds X-RateLimit-* to every response of a request the throttle counted; a 304 gets its unit back first."""
 
     def process_response(self, request, response):
-        for name, value in ratelimit.headers(getattr(request, "combo_ratelimit", None)).items():
+        decision = getattr(request, "combo_ratelimit", None)
+        if response.status_code == 304 and decision is not None:
+            request.combo_ratelimit = decision = ratelimit.refund(decision)
+        for name, value in ratelimit.headers(decision).items():
             response[name] = value
         return response
