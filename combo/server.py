@@ -55,7 +55,10 @@ daphne's `-b/-p` options do not give:
   400 (10004) for the rest. The rest of a refused request is read and
   dropped for up to `LINGER_SECONDS` before the connection closes, so the
   client is not reset before it reads the answer. Only the error paths are
-  replaced: a well-formed request runs no new code.
+  replaced: a well-formed request runs no new code. daphne's own HTML pages
+  for an application that raised before it answered (500) or did not answer
+  within `--http-timeout` (503; Combo sets no such timeout, an operator may)
+  are the envelope too: 20001 and 20002, no traceback (daphne logs it).
 
 `manage.py serve`, the benchmark and the live tests all start the server
 through `daphne_command()`.
@@ -387,7 +390,9 @@ def _enveloped_protocol_errors() -> None:
     channel_class._respondToBadRequestAndDisconnect = respond_to_bad_request
     channel_class._combo_enveloped_errors = True
 
-    # daphne's own refusals of a parsed request (its basic_error, an HTML page).
+    # daphne's own answers to a parsed request (its basic_error, an HTML page): its
+    # refusals (400), an application that raised before it answered (500; daphne
+    # has logged the traceback), and one that did not answer within --http-timeout (503).
     messages = {
         "Invalid characters in path": "The URL's path has bytes outside ASCII; percent-encode them.",
         "Invalid query string": "The URL's query string has bytes outside ASCII; percent-encode them.",
@@ -397,12 +402,23 @@ def _enveloped_protocol_errors() -> None:
     basic_error = WebRequest.basic_error
 
     def enveloped_basic_error(self, status, status_text, body):
-        if status != 400:
+        if status == 400:
+            error, message = ErrorCode.BAD_REQUEST, messages.get(body)
+        elif status == 500:
+            error, message = ErrorCode.INTERNAL_ERROR, None
+        elif status == 503:
+            error, message = ErrorCode.SERVICE_UNAVAILABLE, (
+                f"The server did not answer within its time limit ({self.server.http_timeout:g} seconds). "
+                "The request may still have been carried out: check before you send a change again."
+            )
+        else:
             return basic_error(self, status, status_text, body)
-        error = ErrorCode.BAD_REQUEST
-        request_id, content = _refusal(error, messages.get(body), self.requestHeaders)
-        self.channel.persistent = False  # Twisted closes the connection once this answer is sent
-        self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        if self._response_started:
+            return basic_error(self, status, status_text, body)  # too late for any answer: daphne's own way
+        request_id, content = _refusal(error, message, self.requestHeaders)
+        if status == 400:
+            self.channel.persistent = False  # Twisted closes the connection once this answer is sent
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
         self.handle_reply({
             "type": "http.response.start",
             "status": error.status,

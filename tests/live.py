@@ -91,11 +91,20 @@ class LiveCombo:
         """What `make run` does before serving: the console's CSS/JS and Swagger UI's files."""
         self.manage("collectstatic", "--noinput", "-v", "0")
 
-    def start(self, extra_env: dict[str, str] | None = None) -> str:
+    def start(
+        self,
+        extra_env: dict[str, str] | None = None,
+        *,
+        application: str = "combo.asgi:application",
+        options: tuple[str, ...] = (),
+    ) -> str:
+        """Serve `application` (a test may name its own) with extra daphne `options`; the server's URL."""
         port = free_port()
         log = open(Path(self.data_dir) / f"daphne-{port}.log", "wb")
+        command = daphne_command("127.0.0.1", port, application=application)  # as `manage.py serve` starts it
+        command[-1:-1] = options
         process = subprocess.Popen(
-            daphne_command("127.0.0.1", port),  # as `manage.py serve` starts it
+            command,
             cwd=ROOT,
             env={**self.env, **(extra_env or {})},
             stdout=log,
