@@ -85,9 +85,12 @@ async def test_a_check_never_runs_ahead_of_the_records_of_earlier_checks():
     await asyncio.sleep(0.05)
     assert log == ["check [1]"]
     release.set()
-    await second
+    _, second_recorded = await second
     await first_recorded
-    assert log[:3] == ["check [1]", "record [1]", "check [2]"]
+    # The second's record too: it is still in the database thread, scheduling `release.wait()`
+    # on this loop, and a loop closed before it ran would leave that coroutine never awaited.
+    await asyncio.wait_for(second_recorded, 5)
+    assert log == ["check [1]", "record [1]", "check [2]", "record [2]"]
 
 
 @pytest.mark.parametrize("hop_seconds", [batching.HOP_SECONDS, 0.0], ids=["within a hop", "past its time"])
