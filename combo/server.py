@@ -58,7 +58,10 @@ daphne's `-b/-p` options do not give:
   replaced: a well-formed request runs no new code. daphne's own HTML pages
   for an application that raised before it answered (500) or did not answer
   within `--http-timeout` (503; Combo sets no such timeout, an operator may)
-  are the envelope too: 20001 and 20002, no traceback (daphne logs it).
+  are the envelope too: 20001 and 20002, no traceback (daphne logs it). One
+  that raised after its answer began has its connection closed, so the client
+  sees the response cut short (daphne's page there raised out of its
+  application check and stopped it for the whole process).
 
 `manage.py serve`, the benchmark and the live tests all start the server
 through `daphne_command()`.
@@ -66,8 +69,11 @@ through `daphne_command()`.
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
+
+logger = logging.getLogger("combo.server")
 
 LISTEN_BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
@@ -414,7 +420,13 @@ def _enveloped_protocol_errors() -> None:
         else:
             return basic_error(self, status, status_text, body)
         if self._response_started:
-            return basic_error(self, status, status_text, body)  # too late for any answer: daphne's own way
+            # Too late for an answer: end the connection, so the client sees the response cut
+            # short rather than waiting for the rest. daphne's own page would raise here ("HTTP
+            # response has already been started") out of its once-a-second application check,
+            # which then never ran again: no failed application answered, none reaped.
+            logger.warning("application failed after its response started; connection closed (%s)", status)
+            self.loseConnection()
+            return None
         request_id, content = _refusal(error, message, self.requestHeaders)
         if status == 400:
             self.channel.persistent = False  # Twisted closes the connection once this answer is sent

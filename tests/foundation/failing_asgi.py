@@ -1,4 +1,4 @@
-"""A test-only ASGI application: Combo's own, plus two paths whose application fails before it answers.
+"""A test-only ASGI application: Combo's own, plus paths whose application fails before or while it answers.
 
 Served by combo.server in tests/foundation/test_server_application_errors.py;
 never part of the product. Combo's own application answers every request
@@ -18,6 +18,10 @@ SECRET = "secret-db-password=hunter2"
 
 async def application(scope, receive, send):
     if scope["type"] == "http" and scope["path"] == "/test/raise":
+        raise RuntimeError(f"{SECRET} leaked in a traceback")
+    if scope["type"] == "http" and scope["path"] == "/test/raise-midway":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"the first part", "more_body": True})
         raise RuntimeError(f"{SECRET} leaked in a traceback")
     if scope["type"] == "http" and scope["path"] == "/test/hang":
         await asyncio.sleep(60)  # longer than the server's --http-timeout

@@ -83,6 +83,27 @@ def test_an_application_that_raises_before_answering_is_a_500_envelope_and_logge
     assert "Exception inside application" in log and "Traceback" in log and SECRET in log
 
 
+def test_an_application_that_raises_while_answering_ends_its_response_and_the_server_goes_on(server):
+    # Too late for an answer of its own: the connection is closed, so the client sees the
+    # response cut short (a chunked body without its last chunk) instead of waiting for more.
+    # daphne used to try its 500 page there, fail ("HTTP response has already been started")
+    # and with it stop the once-a-second check that reaps finished applications and answers
+    # failed ones: every later failure then hung.
+    _, address = server
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(b"GET /test/raise-midway HTTP/1.1\r\nHost: combo.test\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200 OK") and b"the first part" in received
+        assert not received.endswith(b"0\r\n\r\n")  # cut short, never a complete body
+        assert SECRET.encode() not in received
+    for _ in range(2):  # the check still runs, second after second
+        with socket.create_connection(address, timeout=10) as sock:
+            status_line, _, envelope = _get(sock, "/test/raise")
+            assert status_line == "HTTP/1.1 500 Internal Server Error" and envelope["code"] == 20001
+
+
 def test_an_application_that_does_not_answer_in_time_is_a_503_envelope(server):
     _, address = server
     with socket.create_connection(address, timeout=HTTP_TIMEOUT + 10) as sock:
