@@ -5,7 +5,9 @@ once, on a connection of their own (not the pool's: its timeout would hide the
 reason behind "couldn't get a connection after 10 s"), before anything else
 touches it; one that cannot be reached ends the command with one line naming
 where and why, and no traceback. The line names the host, port and database,
-never the user or password of DATABASE_URL.
+never the user or password of DATABASE_URL. Every other command ends with the
+same line (manage.py, through `explain`). Each attempt gives up after
+DB_CONNECT_TIMEOUT (libpq's connect_timeout, in the settings' OPTIONS).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from django.core.management.base import CommandError
 from django.db import connections
 
 from combo.errors import DATABASE_UNAVAILABLE_ERRORS
-
-CONNECT_TIMEOUT_SECONDS = 10  # a host that drops packets, not refuses them
 
 
 def database_address(alias: str = "default") -> str:
@@ -38,9 +38,7 @@ def unreachable(alias: str = "default") -> str | None:
     try:
         if connection.vendor == "postgresql":
             # A connection of its own, not the pool's (whose failure says only that it timed out).
-            params = connection.get_connection_params()
-            params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
-            connection.Database.connect(**params).close()
+            connection.Database.connect(**connection.get_connection_params()).close()
         else:
             connection.ensure_connection()
     except (*DATABASE_UNAVAILABLE_ERRORS, connection.Database.Error) as exc:
@@ -53,6 +51,24 @@ def require_database(alias: str = "default") -> None:
     problem = unreachable(alias)
     if problem:
         raise CommandError(problem)
+
+
+def explain(exc: BaseException, alias: str = "default") -> str | None:
+    """The one line for an error a command ended with, when it is the database being unreachable; else None.
+
+    A connection attempt that timed out says so itself: asking again would
+    only wait as long once more. Any other error is checked with a connection
+    of its own, so a missing table (an OperationalError too) is not called an
+    unreachable database.
+    """
+    if not isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        return None
+    from psycopg.errors import ConnectionTimeout
+
+    if isinstance(exc.__cause__, ConnectionTimeout):
+        settings_dict = connections[alias].settings_dict
+        return f"cannot reach the database at {database_address(alias)}: {_reason(exc.__cause__, settings_dict)}"
+    return unreachable(alias)
 
 
 def _reason(exc: BaseException, settings_dict: dict) -> str:

@@ -123,6 +123,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # psycopg 3's pool (Django 5.1+): many streams share a few connections.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
+        # libpq's connect_timeout, for every connection (the pool's and start-up's): a host that
+        # drops packets, or an address that accepts and never answers, is given up on after this
+        # long instead of psycopg's 130 s. A `connect_timeout` in DATABASE_URL's query wins, as
+        # do its other libpq parameters (sslmode...).
+        "connect_timeout": envint("DB_CONNECT_TIMEOUT", 5, minimum=2),
+        **DATABASES["default"].get("OPTIONS", {}),
         "pool": {
             "min_size": envint("DB_POOL_MIN", 2, minimum=0),
             "max_size": envint("DB_POOL_MAX", 20, minimum=1),

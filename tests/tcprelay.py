@@ -6,12 +6,17 @@ stops listening (new connections are refused, as by a stopped server);
 `restore()` listens on the same port again. `cut(refuse=False)` keeps
 accepting while cut and closes each connection at once, counting them in
 `attempts_while_cut`: how often the client tried a database that was away.
+`cut(refuse=False, hang=True)` accepts and never answers (a hung server, a
+half-dead proxy): each such connection is held open, and `hung_at` lists when
+each was accepted (time.monotonic()). `TcpRelay.silent()` is such an address
+from the start, relaying nowhere.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class TcpRelay:
@@ -23,7 +28,21 @@ class TcpRelay:
         self._dead: socket.socket | None = None
         self.port = port
         self.attempts_while_cut = 0
+        self._hung: list[tuple[socket.socket, float]] = []
         self.restore()
+
+    @classmethod
+    def silent(cls) -> TcpRelay:
+        """An address that accepts connections and never answers."""
+        relay = cls(("127.0.0.1", 9))
+        relay.cut(refuse=False, hang=True)
+        return relay
+
+    @property
+    def hung_at(self) -> list[float]:
+        """When each connection held unanswered (cut with hang=True) was accepted, time.monotonic()."""
+        with self._lock:
+            return [accepted_at for _, accepted_at in self._hung]
 
     def restore(self) -> None:
         """Relay (again) on the relay's port."""
@@ -31,9 +50,9 @@ class TcpRelay:
         self._listener = self._listen()
         threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
 
-    def cut(self, *, refuse: bool = True) -> None:
+    def cut(self, *, refuse: bool = True, hang: bool = False) -> None:
         """Close every relayed connection; until restore(), connecting is refused (or, with
-        refuse=False, accepted, counted and closed at once)."""
+        refuse=False, accepted, counted and closed at once, or with hang=True held unanswered)."""
         self._stop_listening("_listener")
         with self._lock:
             sockets, self._sockets = self._sockets, set()
@@ -41,7 +60,7 @@ class TcpRelay:
             _close(sock)
         if not refuse:
             self._dead = self._listen()
-            threading.Thread(target=self._drop, args=(self._dead,), daemon=True).start()
+            threading.Thread(target=self._drop, args=(self._dead, hang), daemon=True).start()
 
     def _listen(self) -> socket.socket:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -61,17 +80,26 @@ class TcpRelay:
                 pass
             listener.close()
 
-    def _drop(self, listener: socket.socket) -> None:
+    def _drop(self, listener: socket.socket, hang: bool) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return  # restored
             self.attempts_while_cut += 1
-            _close(client)
+            if not hang:
+                _close(client)
+                continue
+            with self._lock:
+                self._hung.append((client, time.monotonic()))
 
     def close(self) -> None:
         self.cut()
+        self._stop_listening("_dead")
+        with self._lock:
+            hung, self._hung = self._hung, []
+        for sock, _ in hung:
+            _close(sock)
 
     def _accept(self, listener: socket.socket) -> None:
         while True:

@@ -3,7 +3,8 @@
 Live daphne processes on their own database. The connections a restart
 kills are played by pg_terminate_backend (the shared server itself is not
 stopped); an outage by a TCP relay between the process and PostgreSQL that
-the test cuts and restores (tests/tcprelay.py). PostgreSQL only: the second
+the test cuts and restores (tests/tcprelay.py), refusing or dropping
+connections meanwhile, or accepting them and never answering. PostgreSQL only: the second
 pass of `make test` (tests/production_suite.py).
 """
 
@@ -32,11 +33,19 @@ def database():
     _drop_pg_database(url)
 
 
-def start(database_url: str) -> tuple[LiveCombo, str, dict]:
+def start(database_url: str, server_env: dict | None = None) -> tuple[LiveCombo, str, dict]:
     combo = LiveCombo(env={"DATABASE_URL": database_url})
     combo.migrate()
     headers = {"Authorization": f"Bearer {combo.create_key('alice')}"}
-    return combo, combo.start(), headers
+    return combo, combo.start(server_env), headers
+
+
+def relayed(database: str) -> tuple[TcpRelay, str]:
+    """A TCP relay to the database, and the database's URL through it."""
+    target = urlsplit(database)
+    relay = TcpRelay((target.hostname, target.port or 5432))
+    userinfo = target.netloc.rpartition("@")[0]
+    return relay, target._replace(netloc=f"{userinfo}{'@' if userinfo else ''}127.0.0.1:{relay.port}").geturl()
 
 
 def status(url: str, headers: dict) -> int | str:
@@ -88,10 +97,7 @@ def test_connections_killed_cost_one_failed_request_not_one_per_pooled_connectio
 
 
 def test_after_an_outage_a_process_serves_again_within_two_seconds_without_hammering_the_database(database):
-    target = urlsplit(database)
-    relay = TcpRelay((target.hostname, target.port or 5432))
-    userinfo = target.netloc.rpartition("@")[0]
-    through_relay = target._replace(netloc=f"{userinfo}{'@' if userinfo else ''}127.0.0.1:{relay.port}").geturl()
+    relay, through_relay = relayed(database)
     combo, url, headers = start(through_relay)
     results: list[tuple[float, float, int | str]] = []
     stop = threading.Event()
@@ -130,3 +136,34 @@ def test_after_an_outage_a_process_serves_again_within_two_seconds_without_hamme
         [1 for started, ended, s in after if started > back_at + 2])
     # Tries while it was away: a few per connection lost at first, then about one a second.
     assert attempts <= 3 * outage, f"{attempts} connection attempts in {outage:.0f} s"
+
+
+def test_after_a_database_that_never_answered_a_process_serves_again_within_the_connect_timeout(database):
+    # A hung server or a half-dead proxy: connections are accepted and never answered, and those
+    # stay hung after it recovers. Each of the pool's tries is given up after DB_CONNECT_TIMEOUT;
+    # without it psycopg waits 130 s on each, and the pool's workers with it.
+    connect_timeout = 2
+    relay, through_relay = relayed(database)
+    combo, url, headers = start(through_relay, {"DB_CONNECT_TIMEOUT": str(connect_timeout)})
+    try:
+        warm(url, headers)
+        relay.cut(refuse=False, hang=True)
+        during = []
+        while not relay.hung_at and len(during) < 40:  # the pooled connections, closed, fail first
+            during.append(status(url, headers))
+        with ThreadPoolExecutor(4) as pool:  # then requests wait for a connection while it hangs
+            during += pool.map(lambda _: status(url, headers), range(4))
+        relay.restore()
+        back_at, tries = time.monotonic(), relay.hung_at
+        first_ok = None
+        while first_ok is None and time.monotonic() - back_at < 20:
+            if status(url, headers) == 200:
+                first_ok = time.monotonic() - back_at
+            else:
+                time.sleep(0.2)
+    finally:
+        combo.stop()
+        relay.close()
+    assert set(during) == {503}, during  # the outage was real
+    assert tries, "the process never met the hung database"
+    assert first_ok is not None and first_ok < connect_timeout + 2, f"first 200 {first_ok} s after it answered again"
