@@ -50,7 +50,7 @@ from combo.api.exceptions import _classify
 from combo.api.middleware import new_request_id
 from combo.api.parsers import MalformedBody, loads_object
 from combo.batching import CheckThenRecord
-from combo.errors import ComboError, ErrorCode, challenge, database_unavailable
+from combo.errors import ComboError, ErrorCode, challenge, database_unavailable, log_failure
 
 logger = logging.getLogger("combo.completions")
 
@@ -137,8 +137,7 @@ def _authorize_and_check_many(asks: list[_Ask]) -> list[tuple | BaseException]:
         except ComboError as exc:
             results[index] = _counted(exc, limit_headers)
         except Exception as exc:  # noqa: BLE001 - this request fails, not the batch
-            logger.exception("completion request failed before streaming")
-            results[index] = exc
+            results[index] = exc  # logged by the request it is handed to (handle_completion)
     if accepted:
         checked = completion_check_many([spec for _, spec, _, _, _ in accepted])
         for (index, _, stream, limit_headers, api_key), result in zip(accepted, checked):
@@ -273,8 +272,8 @@ async def handle_completion(
         )
     except ComboError as exc:
         return _error_reply(exc, request_id)
-    except Exception as exc:
-        logger.exception("completion request failed before streaming")
+    except Exception as exc:  # noqa: BLE001 - logged (log_failure) and answered with the envelope
+        log_failure(logger, exc, f"/v1/combo/agents/{agent_id}/completions (before streaming)")
         return _error_reply(database_unavailable(exc) or ComboError(ErrorCode.INTERNAL_ERROR), request_id)
 
     if not same_loop:

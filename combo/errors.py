@@ -166,6 +166,22 @@ def database_unavailable(exc: BaseException) -> ComboError | None:
     )
 
 
+def log_failure(logger, exc: BaseException, where: str) -> None:
+    """Log a request that failed on the server: the database away is one WARNING line, anything else an ERROR.
+
+    An outage is expected, not a bug: at hundreds of requests a second a
+    traceback each would bury the rest of the log. The line says where, the
+    exception's type and libpq's or SQLite's reason (never a password: neither
+    puts one in its messages); anything else keeps its traceback.
+    """
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        lines = str(exc).strip().splitlines()
+        reason = lines[0].rsplit(" failed: ", 1)[-1][:200] if lines else ""
+        logger.warning("database unavailable in %s: %s: %s", where, type(exc).__name__, reason)
+    else:
+        logger.error("unhandled error in %s", where, exc_info=exc)
+
+
 _SIGNATURE_CODES = frozenset({10140, 10141, 10142, 10143, 10144})
 
 

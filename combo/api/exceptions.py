@@ -20,7 +20,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from combo.api.envelope import error_body
-from combo.errors import ComboError, ErrorCode, challenge, database_unavailable
+from combo.errors import ComboError, ErrorCode, challenge, database_unavailable, log_failure
 
 logger = logging.getLogger("combo.api")
 
@@ -93,7 +93,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     request = context.get("request")
     error = _classify(exc)
     if error.error.status >= 500 and not isinstance(exc, ComboError):
-        logger.exception("unhandled error in %s", getattr(request, "path", "?"), exc_info=exc)
+        log_failure(logger, exc, getattr(request, "path", "?"))
     request_id = getattr(request, "request_id", None) if request is not None else None
     body = error_body(error.error, error.message, request_id, errors=error.errors, extra=error.extra)
     response = Response(body, status=error.error.status)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils.deprecation import MiddlewareMixin
 
 from combo.api.envelope import error_response
-from combo.errors import ErrorCode, database_unavailable
+from combo.errors import ErrorCode, database_unavailable, log_failure
 
 logger = logging.getLogger("combo.api")
 
@@ -129,7 +129,7 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
             return None
-        logger.exception("unhandled error in %s", request.path, exc_info=exception)
+        log_failure(logger, exception, request.path)
         unavailable = database_unavailable(exception)
         if unavailable is not None:
             return error_response(request, unavailable.error, unavailable.message, headers=unavailable.headers)

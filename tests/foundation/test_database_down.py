@@ -49,3 +49,24 @@ def test_a_completion_answers_503_before_streaming_while_the_database_is_away(ap
             f"/v1/combo/agents/{agent.id}/completions", {"question": "hi", "stream": stream}, auth=alice.jwt_auth
         )
     assert_unavailable(status, body, response)
+
+
+@pytest.mark.parametrize("path", ["/v1/combo/agents", "completions"])
+def test_an_outage_is_one_warning_line_per_request_not_a_traceback(api, alice, caplog, path):
+    # An outage is expected, not a bug: each refused request says so on one line (what and
+    # where), rather than an ERROR with a traceback, which at hundreds of requests a second
+    # buries everything else in the log.
+    agent = Agent.objects.create(owner=alice.user, name="ops")
+    if path == "completions":
+        path = f"/v1/combo/agents/{agent.id}/completions"
+    caplog.set_level("INFO")
+    with database_away():
+        if path.endswith("completions"):
+            status, body, response = api.post(path, {"question": "hi"}, auth=alice.jwt_auth)
+        else:
+            status, body, response = api.get(path, auth=alice.jwt_auth)
+    assert_unavailable(status, body, response)
+    mine = [record for record in caplog.records if record.name.startswith("combo")]
+    assert [record.levelname for record in mine] == ["WARNING"], [(r.name, r.getMessage()) for r in mine]
+    assert mine[0].exc_info is None and path in mine[0].getMessage()
+    assert "database unavailable" in mine[0].getMessage() and "OperationalError" in mine[0].getMessage()
