@@ -9,20 +9,9 @@ from django.db import transaction
 
 from accounts.models import User
 from agents.models import MAX_FILES_PER_AGENT, Agent, KnowledgeFile, Message, Session
+from combo import rowlocks
 from combo.changes import changed_fields
 from combo.errors import ComboError, ErrorCode
-
-
-def _lock(queryset) -> list:
-    """Lock the rows for the rest of the transaction; their ids.
-
-    FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction holds the
-    write lock already. Deleting: Django collects the rows a delete cascades
-    to before it deletes them, and a question recorded in between was left
-    pointing at a deleted session (the delete failed at commit); locked, the
-    question waits and then finds its session gone.
-    """
-    return list(queryset.select_for_update().values_list("pk", flat=True))
 
 
 @transaction.atomic
@@ -51,11 +40,7 @@ def agent_update(
     change nothing: with no other change the agent is not saved, so its
     `updated_at` (and its ETag) stays.
     """
-    if not _lock(Agent.objects.filter(pk=agent.pk)):
-        raise ComboError(ErrorCode.NOT_FOUND)
-    agent.refresh_from_db()
-    if precondition is not None:
-        precondition(agent)
+    rowlocks.lock_stored(agent, precondition)
     changed = changed_fields(agent, fields)
     files_change = files is not None and _file_ids(files) != set(agent.files.values_list("pk", flat=True))
     if not changed and not files_change:
@@ -110,7 +95,7 @@ def agent_file_attach(*, agent: Agent, file: KnowledgeFile) -> bool:
             "Invalid fields: file_ids.",
             errors={"file_ids": [f"You have no file with id {file.id}."]},
         )
-    if not _lock(Agent.objects.filter(pk=agent.pk)):
+    if not rowlocks.lock(Agent.objects.filter(pk=agent.pk)):
         raise ComboError(ErrorCode.NOT_FOUND)
     if agent.files.filter(pk=file.pk).exists():
         return False
@@ -141,20 +126,18 @@ def agent_delete(*, agent: Agent, precondition: Callable[[Agent], None] | None =
     If-Match naming an older version, say); its ComboError deletes nothing.
     With a precondition, an agent deleted since it was read is a 404.
     """
-    found = _lock(Agent.objects.filter(pk=agent.pk))
     if precondition is not None:
-        if not found:
-            raise ComboError(ErrorCode.NOT_FOUND)
-        agent.refresh_from_db()
-        precondition(agent)
-    _lock(Session.objects.filter(agent_id=agent.pk))
+        rowlocks.lock_stored(agent, precondition)
+    else:
+        rowlocks.lock(Agent.objects.filter(pk=agent.pk))
+    rowlocks.lock(Session.objects.filter(agent_id=agent.pk))
     agent.delete()
 
 
 @transaction.atomic
 def session_create(*, agent: Agent, owner: User, title: str = "") -> Session:
     """A new session of the agent; a 404 if the agent was deleted since it was read (the insert failed at commit)."""
-    if not _lock(Agent.objects.filter(pk=agent.pk)):
+    if not rowlocks.lock(Agent.objects.filter(pk=agent.pk)):
         raise ComboError(ErrorCode.NOT_FOUND)
     session = Session.objects.create(agent=agent, owner=owner, title=title[:200])
     if agent.opening_message:
@@ -166,5 +149,5 @@ def session_create(*, agent: Agent, owner: User, title: str = "") -> Session:
 @transaction.atomic
 def session_delete(*, session: Session) -> None:
     """Deletes the session with its messages."""
-    _lock(Session.objects.filter(pk=session.pk))
+    rowlocks.lock(Session.objects.filter(pk=session.pk))
     session.delete()

@@ -30,6 +30,7 @@ from django.utils import timezone
 from accounts.models import User
 from agents.models import Agent, Message
 from agents.services import session_create
+from combo import rowlocks
 from combo.changes import changed_fields
 from combo.errors import ComboError, ErrorCode
 from integrations import signing, ssrf, tasks, template, vault
@@ -78,7 +79,7 @@ def _check_agent(owner: User, agent: Agent) -> None:
 
     (Otherwise the write failed at commit on the missing agent, a 500.)
     """
-    if agent.owner_id != owner.pk or not _lock(Agent.objects.filter(pk=agent.pk)):
+    if agent.owner_id != owner.pk or not rowlocks.lock(Agent.objects.filter(pk=agent.pk)):
         # Another user's agent reads exactly like one that does not exist.
         raise ComboError(ErrorCode.VALIDATION_FAILED, "No agent with this id.", errors={"agent_id": ["No agent with this id."]})
 
@@ -143,11 +144,7 @@ def webhook_update(*, webhook: Webhook, precondition: Callable[[Webhook], None] 
         _check_template(fields["question_template"])
     if "callback_url" in new:
         _check_callback_url(fields["callback_url"])
-    if not _lock(Webhook.objects.filter(pk=webhook.pk)):
-        raise ComboError(ErrorCode.NOT_FOUND)
-    webhook.refresh_from_db()
-    if precondition is not None:
-        precondition(webhook)
+    rowlocks.lock_stored(webhook, precondition)
     changed = changed_fields(webhook, fields)
     if not changed:
         return webhook
@@ -158,11 +155,6 @@ def webhook_update(*, webhook: Webhook, precondition: Callable[[Webhook], None] 
     return webhook
 
 
-def _lock(queryset) -> list:
-    """Lock the rows for the rest of the transaction (on SQLite the IMMEDIATE transaction holds the write lock); their ids."""
-    return list(queryset.select_for_update().values_list("pk", flat=True))
-
-
 @transaction.atomic
 def webhook_delete(*, webhook: Webhook, precondition: Callable[[Webhook], None] | None = None) -> None:
     """Deletes the webhook with its deliveries; locked first, so a delivery recorded meanwhile waits for it.
@@ -171,12 +163,10 @@ def webhook_delete(*, webhook: Webhook, precondition: Callable[[Webhook], None] 
     If-Match naming an older version, say); its ComboError deletes nothing.
     With a precondition, a webhook deleted since it was read is a 404.
     """
-    found = _lock(Webhook.objects.filter(pk=webhook.pk))
     if precondition is not None:
-        if not found:
-            raise ComboError(ErrorCode.NOT_FOUND)
-        webhook.refresh_from_db()
-        precondition(webhook)
+        rowlocks.lock_stored(webhook, precondition)
+    else:
+        rowlocks.lock(Webhook.objects.filter(pk=webhook.pk))
     webhook.delete()
 
 

@@ -36,6 +36,7 @@ from agents.knowledge.sniff import (
 )
 from agents.models import Agent, Chunk, KnowledgeFile
 from agents.services import agent_file_attach
+from combo import rowlocks
 from combo.errors import ComboError, ErrorCode
 
 logger = logging.getLogger("combo.knowledge")
@@ -183,10 +184,7 @@ def knowledge_file_delete(*, file: KnowledgeFile, precondition: Callable[[Knowle
     """
     with transaction.atomic():
         if precondition is not None:
-            if not list(KnowledgeFile.objects.filter(pk=file.pk).select_for_update().values_list("pk", flat=True)):
-                raise ComboError(ErrorCode.NOT_FOUND)
-            file.refresh_from_db()
-            precondition(file)
+            rowlocks.lock_stored(file, precondition)
         file.delete()  # the original goes when this commits (_original_deleted)
 
 
