@@ -467,6 +467,9 @@ def _close_when_the_response_says_so() -> None:
 
 
 def main() -> None:
+    from combo import output
+
+    output.install()  # first: daphne and logging take sys.stdout and sys.stderr as they start
     _reason_phrases()
     _enveloped_protocol_errors()
     _close_when_the_response_says_so()

@@ -1,0 +1,81 @@
+"""A server whose output nobody reads keeps serving: its log lines never block the event loop.
+
+The access log (a line per request) and the logs go to stdout and stderr,
+often a pipe (a container's log driver, a supervisor, `make run | tee`). A pipe
+holds 64 KiB; when its reader stalls, a write into a full pipe blocks until
+it reads again, and a write made on the event loop stopped every request of
+the process with it. Here the real server (combo.server, daphne) runs with
+both outputs on pipes that the test does not read while it sends requests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from combo.server import daphne_command
+from tests.live import ROOT, LiveCombo, free_port
+
+REQUESTS = 1500  # about 160 KB of access log: more than twice what a pipe holds
+
+
+@pytest.fixture
+def unread_server():
+    combo = LiveCombo(env={"COMBO_RATELIMIT_HEALTH": "1000000"})
+    combo.migrate()
+    port = free_port()
+    process = subprocess.Popen(
+        daphne_command("127.0.0.1", port), cwd=ROOT, env=combo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+        combo.stop()
+
+
+def _wait_until_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/v1/health", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("the server did not start in 30 s")
+
+
+def test_a_server_whose_output_is_not_read_keeps_answering_and_loses_no_line(unread_server):
+    process, url = unread_server
+    _wait_until_up(url)
+    started = time.monotonic()
+    with httpx.Client(base_url=url, timeout=5) as client:  # a blocked server: a ReadTimeout here
+        for index in range(REQUESTS):
+            assert client.get("/v1/health", headers={"X-Request-Id": f"unread-{index}"}).status_code == 200
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, elapsed
+
+    # Once the output is read again, every line arrives: none was dropped while it waited.
+    output: dict[str, bytes] = {}
+    readers = [
+        threading.Thread(target=lambda name=name, pipe=pipe: output.__setitem__(name, pipe.read()))
+        for name, pipe in (("stdout", process.stdout), ("stderr", process.stderr))
+    ]
+    for reader in readers:
+        reader.start()
+    time.sleep(1)  # the output thread writes what waited
+    process.terminate()
+    for reader in readers:
+        reader.join(timeout=20)
+    assert process.wait(timeout=15) is not None
+    access = [line for line in output["stdout"].decode().splitlines() if '"GET /v1/health" 200' in line]
+    assert len(access) >= REQUESTS, (len(access), output["stderr"][-2000:])
