@@ -273,7 +273,7 @@ async def handle_completion(
     except ComboError as exc:
         return _error_reply(exc, request_id)
     except Exception as exc:  # noqa: BLE001 - logged (log_failure) and answered with the envelope
-        log_failure(logger, exc, f"/v1/combo/agents/{agent_id}/completions (before streaming)")
+        log_failure(logger, exc, f"/v1/combo/agents/{agent_id}/completions (before streaming)", request_id)
         return _error_reply(database_unavailable(exc) or ComboError(ErrorCode.INTERNAL_ERROR), request_id)
 
     if not same_loop:

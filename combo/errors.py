@@ -166,14 +166,17 @@ def database_unavailable(exc: BaseException) -> ComboError | None:
     )
 
 
-def log_failure(logger, exc: BaseException, where: str) -> None:
+def log_failure(logger, exc: BaseException, where: str, request_id: str | None = None) -> None:
     """Log a request that failed on the server: the database away is one WARNING line, anything else an ERROR.
 
     An outage is expected, not a bug: at hundreds of requests a second a
-    traceback each would bury the rest of the log. The line says where, the
+    traceback each would bury the rest of the log. The line says where, with
+    the request id the caller was given (what support asks them for), the
     exception's type and libpq's or SQLite's reason (never a password: neither
     puts one in its messages); anything else keeps its traceback.
     """
+    if request_id:
+        where = f"{where} (request {request_id})"
     if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
         lines = str(exc).strip().splitlines()
         reason = lines[0].rsplit(" failed: ", 1)[-1][:200] if lines else ""

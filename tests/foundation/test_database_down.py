@@ -70,3 +70,4 @@ def test_an_outage_is_one_warning_line_per_request_not_a_traceback(api, alice, c
     assert [record.levelname for record in mine] == ["WARNING"], [(r.name, r.getMessage()) for r in mine]
     assert mine[0].exc_info is None and path in mine[0].getMessage()
     assert "database unavailable" in mine[0].getMessage() and "OperationalError" in mine[0].getMessage()
+    assert body["data"]["request_id"] == response["X-Request-Id"] and response["X-Request-Id"] in mine[0].getMessage()

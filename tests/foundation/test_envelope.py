@@ -252,9 +252,13 @@ def test_a_wrong_type_is_10001(api, alice, name):
 # --- crashes -----------------------------------------------------------------
 
 
-def test_an_unhandled_exception_is_a_500_envelope_without_the_traceback(api, alice):
+def test_an_unhandled_exception_is_a_500_envelope_without_the_traceback(api, alice, caplog):
     status, body, response = api.get("/v1/test/crash", auth=alice.jwt_auth)
     assert_error(status, body, response, ErrorCode.INTERNAL_ERROR)
+    # The log has the traceback, with the request id the caller was given: what support asks for.
+    logged = [record for record in caplog.records if record.name == "combo.api"]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert body["data"]["request_id"] in logged[0].getMessage()
     text = response.content.decode()
     for leak in ("hunter2", "secret-db-password", "Traceback", "RuntimeError", "File \""):
         assert leak not in text
@@ -262,9 +266,11 @@ def test_an_unhandled_exception_is_a_500_envelope_without_the_traceback(api, ali
 
 
 @pytest.mark.urls("tests.foundation.urls")
-def test_a_crash_in_a_plain_django_view_is_a_500_envelope_too(api, db):
+def test_a_crash_in_a_plain_django_view_is_a_500_envelope_too(api, db, caplog):
     status, body, response = api.get("/v1/test/plain-crash")
     assert_error(status, body, response, ErrorCode.INTERNAL_ERROR)
+    logged = [record for record in caplog.records if record.name == "combo.api"]
+    assert len(logged) == 1 and body["data"]["request_id"] in logged[0].getMessage()
     text = response.content.decode()
     for leak in ("hunter2", "secret-db-password", "Traceback", "RuntimeError"):
         assert leak not in text
