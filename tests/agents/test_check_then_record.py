@@ -238,11 +238,15 @@ async def test_a_check_that_fails_as_a_whole_fails_each_caller_and_records_nothi
 async def test_stopping_the_pipeline_cancels_the_callers_it_has_not_served():
     loop = asyncio.get_running_loop()
     started, release = asyncio.Event(), asyncio.Event()
+    returned = threading.Event()
 
     def check(items):
-        loop.call_soon_threadsafe(started.set)
-        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
-        return [(i, i) for i in items]
+        try:
+            loop.call_soon_threadsafe(started.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(timeout=5)
+            return [(i, i) for i in items]
+        finally:
+            returned.set()
 
     pipeline = CheckThenRecord(check, lambda rows: [None] * len(rows))
     first = asyncio.ensure_future(pipeline(1))
@@ -256,7 +260,10 @@ async def test_stopping_the_pipeline_cancels_the_callers_it_has_not_served():
         with pytest.raises(asyncio.CancelledError):
             await call
     release.set()
-    await asyncio.sleep(0.1)  # let the hop already in the thread finish
+    deadline = loop.time() + 5
+    while not returned.is_set():  # the hop already in the thread finishes before this loop ends
+        assert loop.time() < deadline
+        await asyncio.sleep(0.01)
 
 
 # --- the two halves on the database --------------------------------------------------------------
