@@ -166,23 +166,31 @@ def database_unavailable(exc: BaseException) -> ComboError | None:
     )
 
 
-def log_failure(logger, exc: BaseException, where: str, request_id: str | None = None) -> None:
+def log_failure(
+    logger, exc: BaseException, where: str, request_id: str | None = None, *, method: str | None = None
+) -> None:
     """Log a request that failed on the server: the database away is one WARNING line, anything else an ERROR.
 
     An outage is expected, not a bug: at hundreds of requests a second a
-    traceback each would bury the rest of the log. The line says where, with
-    the request id the caller was given (what support asks them for), the
-    exception's type and libpq's or SQLite's reason (never a password: neither
-    puts one in its messages); anything else keeps its traceback.
+    traceback each would bury the rest of the log. The line says where (the
+    request's path), with the request id the caller was given (what support
+    asks them for), the exception's type and libpq's or SQLite's reason (never
+    a password: neither puts one in its messages); anything else keeps its
+    traceback. The record also carries `path`, `request_id` and `method` as
+    attributes, which LOG_FORMAT=json writes as fields of their own.
     """
+    extra = {"path": where}
     if request_id:
+        extra["request_id"] = request_id
         where = f"{where} (request {request_id})"
+    if method:
+        extra["method"] = method
     if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
         lines = str(exc).strip().splitlines()
         reason = lines[0].rsplit(" failed: ", 1)[-1][:200] if lines else ""
-        logger.warning("database unavailable in %s: %s: %s", where, type(exc).__name__, reason)
+        logger.warning("database unavailable in %s: %s: %s", where, type(exc).__name__, reason, extra=extra)
     else:
-        logger.error("unhandled error in %s", where, exc_info=exc)
+        logger.error("unhandled error in %s", where, exc_info=exc, extra=extra)
 
 
 _SIGNATURE_CODES = frozenset({10140, 10141, 10142, 10143, 10144})

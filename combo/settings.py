@@ -14,7 +14,7 @@ from pathlib import Path
 import dj_database_url
 
 from combo import dbpool
-from combo.env import envbool, envfloat, envint, envlist, envnetworks, envsecret, envstr
+from combo.env import envbool, envchoice, envfloat, envint, envlist, envnetworks, envsecret, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("COMBO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -330,11 +330,19 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# LOG_FORMAT=json: every log line, daphne's access log's too, is one JSON object
+# (combo/logformat.py) for a log pipeline to read; text is for people.
+LOG_FORMAT = envchoice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "combo.logformat.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"},
+    },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         # Django's request logger would print tracebacks for 4xx noise; ours logs 5xx.

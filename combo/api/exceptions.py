@@ -94,7 +94,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     error = _classify(exc)
     request_id = getattr(request, "request_id", None) if request is not None else None
     if error.error.status >= 500 and not isinstance(exc, ComboError):
-        log_failure(logger, exc, getattr(request, "path", "?"), request_id)
+        log_failure(logger, exc, getattr(request, "path", "?"), request_id, method=getattr(request, "method", None))
     body = error_body(error.error, error.message, request_id, errors=error.errors, extra=error.extra)
     response = Response(body, status=error.error.status)
     response.combo_envelope = True

@@ -129,7 +129,7 @@ class ApiEnvelopeMiddleware(MiddlewareMixin):
     def process_exception(self, request, exception):
         if not is_api_path(request.path):
             return None
-        log_failure(logger, exception, request.path, getattr(request, "request_id", None))
+        log_failure(logger, exception, request.path, getattr(request, "request_id", None), method=request.method)
         unavailable = database_unavailable(exception)
         if unavailable is not None:
             return error_response(request, unavailable.error, unavailable.message, headers=unavailable.headers)
