@@ -63,6 +63,11 @@ daphne's `-b/-p` options do not give:
   sees the response cut short (daphne's page there raised out of its
   application check and stopped it for the whole process).
 
+- daphne's access log as `LOG_FORMAT` says (`_access_log_format`): its own
+  text lines, or with `json` one JSON object a request
+  (combo.logformat.JsonAccessLog), carrying the response's `X-Request-Id`,
+  noted as daphne finishes the response (per request, not per chunk).
+
 `manage.py serve`, the benchmark and the live tests all start the server
 through `daphne_command()`.
 """
@@ -284,7 +289,7 @@ def _refusal(error, message: str | None, headers) -> tuple[str, bytes]:
 _REFUSAL_REASONS = {400: b"Bad Request", 414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
 
-def _access_log(channel, status: int, size: int) -> None:
+def _access_log(channel, status: int, size: int, request_id: str) -> None:
     """The refusal's line in daphne's access log, as a served request gets one."""
     try:
         peer = channel.transport.getPeer()
@@ -292,7 +297,7 @@ def _access_log(channel, status: int, size: int) -> None:
         path = getattr(channel, "_path", b"-")[:200].decode("ascii", "backslashreplace")
         channel.factory.server.log_action("http", "complete", {
             "path": path, "status": status, "method": method, "client": f"{peer.host}:{peer.port}",
-            "time_taken": 0.0, "size": size,
+            "time_taken": 0.0, "size": size, "request_id": request_id,
         })
     except Exception:  # noqa: BLE001 - a log line must never cost the answer
         pass
@@ -331,7 +336,7 @@ def _refuse_and_close(channel, error, message: str) -> None:
     channel.clearLineBuffer()
     transport = channel.transport
     transport.write(head + body)
-    _access_log(channel, error.status, len(body))
+    _access_log(channel, error.status, len(body), request_id)
     channel._networkProducer.unregisterProducer()  # as HTTPChannel.loseConnection does
     half_close = getattr(transport, "loseWriteConnection", None)
     if half_close is None:  # a transport that cannot shut one side only (TLS)
@@ -466,6 +471,61 @@ def _close_when_the_response_says_so() -> None:
     http.HTTPChannel._combo_close_when_asked = True
 
 
+# The X-Request-Id of the response daphne finished last, for its access log line
+# (LOG_FORMAT=json). daphne writes that line right after it finishes the
+# response, on the reactor's thread, with no other response finished between.
+_finished = {"request_id": None}
+
+
+def _note_request_ids() -> None:
+    from daphne.http_protocol import WebRequest
+
+    if getattr(WebRequest, "_combo_notes_request_ids", False):
+        return
+    finish = WebRequest.finish
+
+    def finish_noted(self):
+        try:
+            finish(self)
+        finally:
+            ids = self.responseHeaders.getRawHeaders(b"x-request-id")
+            _finished["request_id"] = ids[0].decode("latin-1") if ids else None
+
+    WebRequest.finish = finish_noted
+    WebRequest._combo_notes_request_ids = True
+
+
+def _finished_request_id() -> str | None:
+    request_id, _finished["request_id"] = _finished["request_id"], None
+    return request_id
+
+
+def _access_log_format() -> None:
+    """daphne's access log as LOG_FORMAT says: daphne's own lines for text, JSON objects for json.
+
+    daphne builds its access log once the application (and with it Django's
+    settings) is loaded, before it serves: the choice is made then.
+    """
+    from daphne import cli
+    from daphne.access import AccessLogGenerator
+
+    if getattr(cli, "_combo_access_log_format", False):
+        return
+
+    def access_log(stream):
+        from django.conf import settings
+
+        if not settings.configured or getattr(settings, "LOG_FORMAT", "text") != "json":
+            return AccessLogGenerator(stream)
+        from combo.logformat import JsonAccessLog
+
+        _note_request_ids()
+        return JsonAccessLog(stream, request_id=_finished_request_id)
+
+    cli.AccessLogGenerator = access_log
+    cli._combo_access_log_format = True
+
+
 def main() -> None:
     from combo import output
 
@@ -479,6 +539,7 @@ def main() -> None:
     _no_form_parsing()
     _tune_gc_before_serving()
     _plain_twisted_http_module()
+    _access_log_format()
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface.entrypoint()

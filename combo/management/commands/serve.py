@@ -109,7 +109,7 @@ class Command(BaseCommand):
         crashed = False
         while not stopping.wait(settings.COMBO_REAPER_INTERVAL_SECONDS):
             if any(child.poll() is not None for child in children):
-                self.stderr.write("A server process exited; stopping the others.")
+                self._say("A server process exited; stopping the others.", level=logging.ERROR)
                 crashed = True
                 stop(None, None)
                 break
@@ -140,7 +140,7 @@ class Command(BaseCommand):
                                  settings.COMBO_REAPER_INTERVAL_SECONDS)
                 continue
             if say and done:
-                self.stdout.write(told.format(done))
+                self._say(told.format(done))
 
     def _banner(self, port: int) -> None:
         base = f"http://localhost:{port}"
@@ -158,4 +158,12 @@ class Command(BaseCommand):
                 "or mint an API key for a new user at once with:",
                 "  .venv/bin/python manage.py createapikey alice --create-user",
             ]
-        self.stdout.write("\n".join(lines))
+        self._say("\n".join(lines))
+
+    def _say(self, text: str, *, level: int = logging.INFO) -> None:
+        """A note for the operator: plain lines (stdout, stderr for an error), or with LOG_FORMAT=json
+        a log record like every other line."""
+        if settings.LOG_FORMAT == "json":
+            logger.log(level, "%s", text)
+        else:
+            (self.stderr if level >= logging.WARNING else self.stdout).write(text)
