@@ -63,6 +63,13 @@ daphne's `-b/-p` options do not give:
   sees the response cut short (daphne's page there raised out of its
   application check and stopped it for the whole process).
 
+- stdout and stderr (the access log, the logs) written from a thread of
+  their own (combo.output), so a log reader that stalls never stops a request.
+
+- A response finished as its body reaches its `Content-Length`
+  (`_finish_when_the_body_is_complete`), so a client that closes the moment
+  it has the body still gets its access-log line.
+
 - daphne's access log as `LOG_FORMAT` says (`_access_log_format`): its own
   text lines, or with `json` one JSON object a request
   (combo.logformat.JsonAccessLog), carrying the response's `X-Request-Id`,
@@ -471,6 +478,43 @@ def _close_when_the_response_says_so() -> None:
     http.HTTPChannel._combo_close_when_asked = True
 
 
+def _finish_when_the_body_is_complete() -> None:
+    """A response whose body has reached its Content-Length is finished then, not at the next message.
+
+    An application may send its whole body with `more_body` and then an
+    empty last message (Django through a2wsgi does). A client that has all
+    the Content-Length's bytes may close at once (curl, httpx.get): the last
+    message then found the connection gone, so daphne never finished the
+    response and never wrote its access-log line. Finished as its last byte
+    is written, the empty message that follows is ignored (daphne's own
+    check for a finished response). A body without Content-Length (the SSE
+    stream) is untouched: one attribute read per chunk.
+    """
+    from daphne.http_protocol import WebRequest
+
+    if getattr(WebRequest, "_combo_finish_when_complete", False):
+        return
+    handle_reply = WebRequest.handle_reply
+
+    def handle_reply_finishing(self, message):
+        kind = message.get("type")
+        if kind == "http.response.body" and message.get("more_body"):
+            length = self.__dict__.get("_combo_length")
+            if length is not None and self.sentLength + len(message.get("body", b"")) >= length:
+                message = {**message, "more_body": False}
+        handle_reply(self, message)
+        if kind == "http.response.start" and self._response_started:
+            declared = self.responseHeaders.getRawHeaders(b"content-length")
+            if declared and self.method != b"HEAD":
+                try:
+                    self._combo_length = int(declared[0])
+                except ValueError:
+                    pass
+
+    WebRequest.handle_reply = handle_reply_finishing
+    WebRequest._combo_finish_when_complete = True
+
+
 # The X-Request-Id of the response daphne finished last, for its access log line
 # (LOG_FORMAT=json). daphne writes that line right after it finishes the
 # response, on the reactor's thread, with no other response finished between.
@@ -540,6 +584,7 @@ def main() -> None:
     _tune_gc_before_serving()
     _plain_twisted_http_module()
     _access_log_format()
+    _finish_when_the_body_is_complete()
     from daphne.cli import CommandLineInterface
 
     CommandLineInterface.entrypoint()

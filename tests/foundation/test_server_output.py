@@ -10,6 +10,7 @@ both outputs on pipes that the test does not read while it sends requests.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
@@ -79,3 +80,29 @@ def test_a_server_whose_output_is_not_read_keeps_answering_and_loses_no_line(unr
     assert process.wait(timeout=15) is not None
     access = [line for line in output["stdout"].decode().splitlines() if '"GET /v1/health" 200' in line]
     assert len(access) >= REQUESTS, (len(access), output["stderr"][-2000:])
+
+
+def test_every_request_has_its_access_line_even_when_its_client_leaves_once_it_has_the_body(unread_server):
+    # A client that reads the Content-Length's bytes and closes at once (curl, httpx.get) left
+    # daphne waiting for the response's last, empty message, which then found the connection
+    # gone: the response was never finished on the server's side, and its access line never written.
+    process, url = unread_server
+    _wait_until_up(url)
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(40):
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: combo.test\r\n\r\n")
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            head, _, body = received.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")))
+            while len(body) < length:
+                body += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200 ")
+        # closed the moment the body is in, as curl and httpx.get do
+    time.sleep(0.5)
+    process.terminate()
+    out, err = process.communicate(timeout=20)
+    access = [line for line in out.decode().splitlines() if '"GET /v1/health" 200' in line]
+    assert len(access) >= 40, (len(access), err[-2000:])
