@@ -126,10 +126,7 @@ def agent_delete(*, agent: Agent, precondition: Callable[[Agent], None] | None =
     If-Match naming an older version, say); its ComboError deletes nothing.
     With a precondition, an agent deleted since it was read is a 404.
     """
-    if precondition is not None:
-        rowlocks.lock_stored(agent, precondition)
-    else:
-        rowlocks.lock(Agent.objects.filter(pk=agent.pk))
+    rowlocks.lock_to_delete(agent, precondition)
     rowlocks.lock(Session.objects.filter(agent_id=agent.pk))
     agent.delete()
 

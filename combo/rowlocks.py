@@ -43,3 +43,15 @@ def lock_stored(instance: Row, precondition: Callable[[Row], None] | None = None
     instance.refresh_from_db()
     if precondition is not None:
         precondition(instance)
+
+
+def lock_to_delete(instance: Row, precondition: Callable[[Row], None] | None = None) -> None:
+    """Lock the instance's row before it is deleted; with a precondition, judged on the row as stored.
+
+    Without one, a row already gone is no error (the delete then deletes
+    nothing); with one, it is a 404, as for `lock_stored`.
+    """
+    if precondition is not None:
+        lock_stored(instance, precondition)
+    else:
+        lock(type(instance)._base_manager.filter(pk=instance.pk))

@@ -163,10 +163,7 @@ def webhook_delete(*, webhook: Webhook, precondition: Callable[[Webhook], None] 
     If-Match naming an older version, say); its ComboError deletes nothing.
     With a precondition, a webhook deleted since it was read is a 404.
     """
-    if precondition is not None:
-        rowlocks.lock_stored(webhook, precondition)
-    else:
-        rowlocks.lock(Webhook.objects.filter(pk=webhook.pk))
+    rowlocks.lock_to_delete(webhook, precondition)
     webhook.delete()
 
 
