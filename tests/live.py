@@ -150,6 +150,9 @@ def _admin_url(url: str) -> str:
     return url.rsplit("/", 1)[0] + "/postgres"
 
 
+_created_databases: set[str] = set()  # live servers' databases not dropped yet: dropped at exit at the latest
+
+
 def _create_pg_database(url: str) -> str:
     """A fresh database per live server, so parallel servers of one test share it and others don't."""
     import uuid
@@ -159,7 +162,11 @@ def _create_pg_database(url: str) -> str:
     name = f"combo_live_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_admin_url(url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return url.rsplit("/", 1)[0] + "/" + name
+    created = url.rsplit("/", 1)[0] + "/" + name
+    if not _created_databases:
+        atexit.register(_drop_the_rest)
+    _created_databases.add(created)
+    return created
 
 
 def _drop_pg_database(url: str) -> None:
@@ -168,6 +175,16 @@ def _drop_pg_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(_admin_url(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _created_databases.discard(url)
+
+
+def _drop_the_rest() -> None:
+    """A server some test left running (or a test that failed before its stop) leaves no database behind."""
+    for url in list(_created_databases):
+        try:
+            _drop_pg_database(url)
+        except Exception:  # noqa: BLE001 - the database server itself may be gone by now
+            pass
 
 
 def read_sse(response: httpx.Response) -> list[tuple[str, dict | str]]:
