@@ -40,43 +40,40 @@ from combo.errors import ComboError, ErrorCode
 _TAG = re.compile(r'(?:W/)?"[^"]*"')
 _SAFE_METHODS = ("GET", "HEAD")
 
-IF_MATCH_PARAMETER = OpenApiParameter(
-    "If-Match", OpenApiTypes.STR, location=OpenApiParameter.HEADER, required=False,
-    description=(
-        "The ETag of the object as you read it (from GET or a previous update), or `*`. The update is applied "
-        "only if the object is still that version; otherwise 412 (10061) and nothing changes. Without "
-        "this header the update is applied whatever changed meanwhile."
-    ),
+
+def _request_header(name: str, description: str) -> OpenApiParameter:
+    """An optional request header of the OpenAPI document, a string."""
+    return OpenApiParameter(name, OpenApiTypes.STR, location=OpenApiParameter.HEADER, required=False,
+                            description=description)
+
+
+IF_MATCH_PARAMETER = _request_header(
+    "If-Match",
+    "The ETag of the object as you read it (from GET or a previous update), or `*`. The update is applied "
+    "only if the object is still that version; otherwise 412 (10061) and nothing changes. Without "
+    "this header the update is applied whatever changed meanwhile."
 )
-IF_MATCH_READ_PARAMETER = OpenApiParameter(
-    "If-Match", OpenApiTypes.STR, location=OpenApiParameter.HEADER, required=False,
-    description=(
-        "ETags of versions you expect (a comma-separated list, or `*`; strong comparison, so a `W/` tag never "
-        "matches). The object is returned only if it is still one of them; otherwise 412 (10061)."
-    ),
+IF_MATCH_READ_PARAMETER = _request_header(
+    "If-Match",
+    "ETags of versions you expect (a comma-separated list, or `*`; strong comparison, so a `W/` tag never "
+    "matches). The object is returned only if it is still one of them; otherwise 412 (10061)."
 )
-IF_MATCH_DELETE_PARAMETER = OpenApiParameter(
-    "If-Match", OpenApiTypes.STR, location=OpenApiParameter.HEADER, required=False,
-    description=(
-        "The ETag of the object as you read it, or `*`. The object is deleted only if it is still that "
-        "version; otherwise 412 (10061) and nothing is deleted. Without this header it is deleted whatever "
-        "changed meanwhile."
-    ),
+IF_MATCH_DELETE_PARAMETER = _request_header(
+    "If-Match",
+    "The ETag of the object as you read it, or `*`. The object is deleted only if it is still that "
+    "version; otherwise 412 (10061) and nothing is deleted. Without this header it is deleted whatever "
+    "changed meanwhile."
 )
-IF_NONE_MATCH_PARAMETER = OpenApiParameter(
-    "If-None-Match", OpenApiTypes.STR, location=OpenApiParameter.HEADER, required=False,
-    description=(
-        "ETags of versions you already have (a comma-separated list, or `*`). If the object is still one "
-        "of them, the answer is 304 Not Modified with its ETag and no body; a 304 does not count against "
-        "the rate limit (a 429 still comes first when the budget is already spent)."
-    ),
+IF_NONE_MATCH_PARAMETER = _request_header(
+    "If-None-Match",
+    "ETags of versions you already have (a comma-separated list, or `*`). If the object is still one "
+    "of them, the answer is 304 Not Modified with its ETag and no body; a 304 does not count against "
+    "the rate limit (a 429 still comes first when the budget is already spent)."
 )
-IF_NONE_MATCH_WRITE_PARAMETER = OpenApiParameter(
-    "If-None-Match", OpenApiTypes.STR, location=OpenApiParameter.HEADER, required=False,
-    description=(
-        "ETags of versions you do not want to act on (a comma-separated list, or `*`, which any existing "
-        "object matches). If the object is still one of them, 412 (10061) and nothing changes."
-    ),
+IF_NONE_MATCH_WRITE_PARAMETER = _request_header(
+    "If-None-Match",
+    "ETags of versions you do not want to act on (a comma-separated list, or `*`, which any existing "
+    "object matches). If the object is still one of them, 412 (10061) and nothing changes."
 )
 ETAG_HEADER = OpenApiParameter(
     "ETag", OpenApiTypes.STR, location=OpenApiParameter.HEADER, response=[200, 304],
