@@ -240,8 +240,8 @@ class Decision:
     remaining: int
     reset: int  # whole seconds until the window frees: 1..WINDOW_SECONDS
     allowed: bool
-    # What check() spent: each counter's budget and window end, for refund(). Empty from check_many().
-    spent: tuple[tuple[Budget, int], ...] = field(default=(), compare=False, repr=False)
+    # The cache keys of the counters check() spent from, for refund(). Empty from check_many().
+    spent: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def retry_after(self) -> int:
@@ -277,7 +277,8 @@ def _spend(budget: Budget) -> Decision | None:
         # real window end is never in the past.
         raise _CacheUnavailable("the cache returned no count")
     decision = _decision(budget, usage["count"], usage["time_left"])
-    return replace(decision, spent=((budget, _spent_window(budget, usage["time_left"])),))
+    window = _spent_window(budget, usage["time_left"])
+    return replace(decision, spent=(_counter_key(f"combo.{budget.family}", window, budget.limit, budget.subject),))
 
 
 def _spent_window(budget: Budget, time_left: int) -> int:
@@ -413,7 +414,7 @@ def refund(decision: Decision | None) -> Decision | None:
     """
     if decision is None or not decision.allowed or not decision.spent:
         return decision
-    keys = [_counter_key(f"combo.{budget.family}", window, budget.limit, budget.subject) for budget, window in decision.spent]
+    keys = list(decision.spent)
     found = _redis_client()
     _, down = _ask_cache(lambda: _uncount_in_redis(*found, keys) if found is not None else _uncount_in_cache(keys))
     if down is not None:

@@ -20,8 +20,8 @@ AGENTS = "/v1/combo/agents"
 
 
 def _counter(decision: ratelimit.Decision) -> str:
-    (budget, window), = decision.spent
-    return ratelimit._counter_key(f"combo.{budget.family}", window, budget.limit, budget.subject)
+    (key,) = decision.spent
+    return key
 
 
 def _expiry(key: str) -> float:
