@@ -39,6 +39,23 @@ def data_root() -> str:
     return _data_root
 
 
+def wait_until_serving(url: str, process: subprocess.Popen, output=lambda: "", seconds: float = 30) -> None:
+    """Until the server at `url` answers /v1/health (200, or 503 while a dependency is away).
+
+    RuntimeError with the server's `output()` if its process exits first, or after `seconds`.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited: {output()}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code in (200, 503):
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server did not start in {seconds:g} s")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -113,16 +130,8 @@ class LiveCombo:
         self.processes.append(process)
         self.ports.append(port)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.log(port)[-2000:]}")
-            try:
-                if httpx.get(f"{url}/v1/health", timeout=1).status_code in (200, 503):
-                    return url
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("daphne did not start in 30 s")
+        wait_until_serving(url, process, lambda: self.log(port)[-2000:])
+        return url
 
     def log(self, port: int) -> str:
         return (Path(self.data_dir) / f"daphne-{port}.log").read_text(errors="replace")

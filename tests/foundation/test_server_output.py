@@ -10,6 +10,7 @@ both outputs on pipes that the test does not read while it sends requests.
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import threading
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from combo.server import daphne_command
-from tests.live import ROOT, LiveCombo, free_port
+from tests.live import ROOT, LiveCombo, free_port, wait_until_serving
 
 REQUESTS = 1500  # about 160 KB of access log: more than twice what a pipe holds
 
@@ -32,8 +33,10 @@ def unread_server():
     process = subprocess.Popen(
         daphne_command("127.0.0.1", port), cwd=ROOT, env=combo.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        yield process, f"http://127.0.0.1:{port}"
+        wait_until_serving(url, process)
+        yield process, url
     finally:
         process.terminate()
         try:
@@ -44,24 +47,12 @@ def unread_server():
         combo.stop()
 
 
-def _wait_until_up(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/v1/health", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("the server did not start in 30 s")
-
-
 def test_a_server_whose_output_is_not_read_keeps_answering_and_loses_no_line(unread_server):
     process, url = unread_server
-    _wait_until_up(url)
     started = time.monotonic()
     with httpx.Client(base_url=url, timeout=5) as client:  # a blocked server: a ReadTimeout here
         for index in range(REQUESTS):
-            assert client.get("/v1/health", headers={"X-Request-Id": f"unread-{index}"}).status_code == 200
+            assert client.get(f"/v1/health?unread={index}").status_code == 200
     elapsed = time.monotonic() - started
     assert elapsed < 60, elapsed
 
@@ -78,8 +69,8 @@ def test_a_server_whose_output_is_not_read_keeps_answering_and_loses_no_line(unr
     for reader in readers:
         reader.join(timeout=20)
     assert process.wait(timeout=15) is not None
-    access = [line for line in output["stdout"].decode().splitlines() if '"GET /v1/health" 200' in line]
-    assert len(access) >= REQUESTS, (len(access), output["stderr"][-2000:])
+    access = re.findall(r'"GET /v1/health\?unread=(\d+)" 200', output["stdout"].decode())
+    assert sorted(map(int, access)) == list(range(REQUESTS)), (len(access), output["stderr"][-2000:])
 
 
 def test_every_request_has_its_access_line_even_when_its_client_leaves_once_it_has_the_body(unread_server):
@@ -87,11 +78,10 @@ def test_every_request_has_its_access_line_even_when_its_client_leaves_once_it_h
     # daphne waiting for the response's last, empty message, which then found the connection
     # gone: the response was never finished on the server's side, and its access line never written.
     process, url = unread_server
-    _wait_until_up(url)
     host, port = url.removeprefix("http://").split(":")
-    for _ in range(40):
+    for index in range(40):
         with socket.create_connection((host, int(port)), timeout=5) as sock:
-            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: combo.test\r\n\r\n")
+            sock.sendall(b"GET /v1/health?leaving=%d HTTP/1.1\r\nHost: combo.test\r\n\r\n" % index)
             received = b""
             while b"\r\n\r\n" not in received:
                 received += sock.recv(65536)
@@ -104,5 +94,5 @@ def test_every_request_has_its_access_line_even_when_its_client_leaves_once_it_h
     time.sleep(0.5)
     process.terminate()
     out, err = process.communicate(timeout=20)
-    access = [line for line in out.decode().splitlines() if '"GET /v1/health" 200' in line]
-    assert len(access) >= 40, (len(access), err[-2000:])
+    access = re.findall(r'"GET /v1/health\?leaving=(\d+)" 200', out.decode())
+    assert sorted(map(int, access)) == list(range(40)), (len(access), err[-2000:])

@@ -22,7 +22,7 @@ import pytest
 
 from integrations.signing import sign
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.live import ROOT, LiveCombo, free_port
+from tests.live import ROOT, LiveCombo, free_port, wait_until_serving
 
 
 @pytest.fixture
@@ -43,15 +43,7 @@ class Serve:
                 [sys.executable, "manage.py", "serve", "--port", str(self.port), "-v", "0"],
                 cwd=ROOT, env={**combo.env, **env}, stdout=out, stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output()
-            try:
-                httpx.get(f"{self.url}/v1/health", timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("serve did not start in 30 s")
+        wait_until_serving(self.url, self.process, self.output)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
